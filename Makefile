@@ -1,0 +1,56 @@
+# The lab's entry points. `make demo` and `make test` are all a fresh machine needs
+# (Python 3.11 and Java 17); both start with `make setup`, which is idempotent.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.fraudlab-installed
+
+# The same environment for every Spark run: the venv's pyspark, the lab's Spark
+# configuration folder, loopback binding, the venv's Python on driver and executors.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export SPARK_HOME := $(CURDIR)/$(VENV)/lib/python3.11/site-packages/pyspark
+export SPARK_CONF_DIR := $(CURDIR)/compose/spark
+export SPARK_LOCAL_IP := 127.0.0.1
+export PYSPARK_PYTHON := $(CURDIR)/$(PY)
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
+
+.PHONY: help setup demo test bench bench-batch check-java clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+check-java: ## stop with one sentence when Java 17+ is missing
+	@bash scripts/check_java.sh
+
+setup: check-java $(STAMP) ## create .venv and install the locked dependencies (idempotent)
+	@echo "setup: .venv is up to date with requirements.lock"
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "setup: $(PYTHON) not found: install Python 3.11 (e.g. apt-get install python3.11 python3.11-venv)"; exit 1; }
+	@test -x $(PY) || { echo "setup: creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@test -x $(VENV)/bin/uv || { echo "setup: installing uv $(UV_VERSION) into $(VENV)"; $(PY) -m pip install -q "uv==$(UV_VERSION)"; }
+	@echo "setup: installing the locked dependencies from requirements.lock"
+	@$(VENV)/bin/uv pip install -q --python $(PY) --require-hashes -r requirements.lock
+	@echo "setup: installing the fraudlab package (editable)"
+	@$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+demo: setup ## run the batch pipeline on local Spark: generate, prepare, fit, score, report
+	@$(PY) scripts/demo.py
+
+test: setup ## run the whole test suite
+	@echo "test: running pytest (the harness starts and stops the services it needs)"
+	@$(PY) -m pytest
+
+bench: bench-batch ## run every benchmark
+
+bench-batch: setup ## batch benchmark: Spark MLlib against scikit-learn on full-size data
+	@$(PY) bench/batch.py
+
+clean: ## remove generated data and service state (keeps .venv)
+	rm -rf data/raw data/prepared data/models data/scored data/reports data/mlflow .lab/run spark-warehouse

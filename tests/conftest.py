@@ -1,0 +1,65 @@
+"""Shared fixtures: one local SparkSession for the session, and a spark-submit runner.
+
+The environment is set before anything imports pyspark (or, later, Airflow), so
+every test sees the same Spark home, configuration folder and loopback binding
+as `make demo` does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("SPARK_CONF_DIR", str(REPO / "compose" / "spark"))
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+os.environ.setdefault("FRAUDLAB_SPARK_LOG_LEVEL", "ERROR")
+
+import pyspark  # noqa: E402  (after the environment is set)
+
+os.environ.setdefault("SPARK_HOME", str(Path(pyspark.__file__).parent))
+
+SPARK_APPS = REPO / "spark-apps"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] SparkSession for the whole test session."""
+    from fraudlab.session import build_spark
+
+    session = build_spark(
+        "fraudlab-tests",
+        master="local[2]",
+        conf={"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2",
+              "spark.driver.memory": "2g"},
+    )
+    yield session
+    session.stop()
+
+
+def run_spark_app(app: str, *args: str, master: str = "local[2]", timeout: int = 900,
+                  extra_submit_args: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``spark-apps/<app>`` through the real ``spark-submit`` and return the finished process."""
+    cmd = [
+        str(VENV_BIN / "spark-submit"),
+        "--master", master,
+        *(extra_submit_args or []),
+        str(SPARK_APPS / app),
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="session")
+def spark_submit():
+    """The :func:`run_spark_app` runner, as a fixture."""
+    return run_spark_app
