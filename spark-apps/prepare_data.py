@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 
+from fraudlab.logs import configure_logging
 from fraudlab import config, io
 from fraudlab.parsing import HeaderError, parse_header, parse_lines
 from fraudlab.schemas import PARTITION_COLUMN
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     spark = build_spark(APP_NAME)
     try:
         try:

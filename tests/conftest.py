@@ -52,6 +52,7 @@ def run_spark_app(app: str, *args: str, master: str = "local[2]", timeout: int =
     cmd = [
         str(VENV_BIN / "spark-submit"),
         "--master", master,
+        "--conf", "spark.ui.enabled=false",
         *(extra_submit_args or []),
         str(SPARK_APPS / app),
         *args,

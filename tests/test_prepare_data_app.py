@@ -63,7 +63,7 @@ def test_counts_add_up_and_are_logged(prepared):
     assert metrics["rows_in"] == GOOD_ROWS + len(BAD_LINES)
     assert metrics["rows_out"] == GOOD_ROWS
     assert metrics["rows_quarantined"] == len(BAD_LINES)
-    assert f"rows_in={GOOD_ROWS + len(BAD_LINES)} rows_out={GOOD_ROWS} rows_quarantined={len(BAD_LINES)}" in proc.stderr
+    assert f"rows_in={GOOD_ROWS + len(BAD_LINES)} rows_out={GOOD_ROWS} rows_quarantined={len(BAD_LINES)}" in proc.stdout + proc.stderr
 
 
 def test_every_bad_row_is_quarantined_whole_with_its_reason(prepared, spark):
@@ -120,5 +120,6 @@ def test_a_file_that_is_not_banksim_is_a_clear_error_not_a_stack_trace(tmp_path,
     proc = spark_submit("prepare_data.py", "--input", str(csv), "--output", str(tmp_path / "tx"),
                         "--quarantine", str(tmp_path / "q"))
     assert proc.returncode == 2
-    assert "unexpected column 'name'" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "unexpected column 'name'" in output
+    assert "Traceback" not in output

@@ -39,3 +39,4 @@ def build_spark(app_name: str, master: str | None = None, conf: dict[str, str] |
             spark.conf.set(key, value)
     spark.sparkContext.setLogLevel(os.environ.get("FRAUDLAB_SPARK_LOG_LEVEL", "WARN"))
     return spark
+
