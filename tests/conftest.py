@@ -30,6 +30,9 @@ os.environ.setdefault("SPARK_HOME", str(Path(pyspark.__file__).parent))
 
 SPARK_APPS = REPO / "spark-apps"
 
+#: Real Kafka and Cassandra, started by the harness when a test asks for them.
+pytest_plugins = ["tests.services.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def spark():
