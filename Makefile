@@ -19,10 +19,10 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: help setup demo test bench bench-batch check-java clean
+.PHONY: help setup demo test bench bench-batch bench-streaming check-java clean services-fetch services-up services-down services-status
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 check-java: ## stop with one sentence when Java 17+ is missing
 	@bash scripts/check_java.sh
@@ -47,10 +47,25 @@ test: setup ## run the whole test suite
 	@echo "test: running pytest (the harness starts and stops the services it needs)"
 	@$(PY) -m pytest
 
-bench: bench-batch ## run every benchmark
+bench: bench-batch bench-streaming ## run every benchmark
 
 bench-batch: setup ## batch benchmark: Spark MLlib against scikit-learn on full-size data
 	@$(PY) bench/batch.py
+
+bench-streaming: setup ## streaming benchmark against real Kafka and Cassandra (starts them if needed)
+	@$(PY) bench/streaming.py
+
+services-fetch: setup ## fetch the Kafka, Cassandra and Spark-Kafka jars from Maven Central (once)
+	@$(PY) -m services.runner fetch
+
+services-up: setup ## start Kafka (127.0.0.1:9092) and Cassandra (127.0.0.1:9042) as local processes
+	@$(PY) -m services.runner up
+
+services-down: ## stop the local Kafka and Cassandra
+	@$(PY) -m services.runner down
+
+services-status: ## show whether the local services run
+	@$(PY) -m services.runner status
 
 clean: ## remove generated data and service state (keeps .venv)
 	rm -rf data/raw data/prepared data/models data/scored data/reports data/mlflow .lab/run spark-warehouse
