@@ -19,6 +19,8 @@ The stages are pure DataFrame functions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -111,7 +113,7 @@ def _rule(failed: Column, message: str) -> Column:
     return F.when(failed, F.lit(message))
 
 
-def validate(fields: DataFrame, start_date: str = DEFAULT_START_DATE) -> DataFrame:
+def validate(fields: DataFrame, start_date: str = DEFAULT_START_DATE, keep: Sequence[str] = ()) -> DataFrame:
     """Cast the string fields to their types and record every failed rule in ``reason``.
 
     ``fields`` has string columns named as BankSim's (plus ``id``/``date`` when
@@ -119,7 +121,8 @@ def validate(fields: DataFrame, start_date: str = DEFAULT_START_DATE) -> DataFra
     prepared columns (``transaction_id`` still empty), the lineage columns and
     ``reason``: null for a valid row, else the failed rules joined by ``"; "``.
     ``event_time`` comes from ``date`` when the input has one, else
-    ``start_date`` plus ``step`` days.
+    ``start_date`` plus ``step`` days. Columns named in ``keep`` are carried
+    through unchanged (the stream keeps each message's Kafka coordinates).
     """
     has_date = "date" in fields.columns
     has_id = "id" in fields.columns
@@ -170,6 +173,7 @@ def validate(fields: DataFrame, start_date: str = DEFAULT_START_DATE) -> DataFra
 
     return fields.select(
         *LINEAGE_COLUMNS,
+        *keep,
         F.lit(None).cast("string").alias("transaction_id"),
         step.alias("step"),
         F.col("customer"),

@@ -1,0 +1,391 @@
+"""Batch scoring: the model's probability, the rule signals, one combined score, and drift.
+
+Pure DataFrame functions, no I/O. :func:`score_claims` runs everything in order
+on prepared rows:
+
+1. :func:`fraudlab.model.model_input` adds the customer-history features and
+   ``log_amount`` (computed over the rows it is given: a customer's history is
+   their earlier steps *in that DataFrame*);
+2. :func:`fraudlab.model.predict` adds ``amount_zscore`` (from the training
+   statistics inside the model) and ``fraud_probability``;
+3. :func:`add_rule_signals` adds one named boolean column per rule
+   (:data:`RULES`), configured by a :class:`fraudlab.config.DetectionConfig`:
+
+   - ``amount_outlier``: ``amount_zscore > zscore_threshold`` (high amounts only;
+     a low amount is not suspicious);
+   - ``duplicate_claim``: the same customer, merchant and amount was claimed
+     before, at most ``duplicate_window_steps`` steps earlier (same step
+     included). Of each run of repeats the first claim is the original and is
+     not marked; each later one is, and ``duplicate_of`` names the claim it
+     repeats (the latest earlier one);
+   - ``customer_amount_spike``: the amount is at least ``spike_ratio`` times the
+     customer's earlier mean, and they have at least ``spike_min_history``
+     earlier transactions;
+4. :func:`add_decision` combines them:
+
+   - ``fraud_score = 1 - (1 - fraud_probability) * prod(1 - w_rule over fired rules)``
+     (a noisy-OR with the config's ``rule_weights``), so it lies in [0, 1] and
+     equals the model probability when no rule fires;
+   - ``risk_tier``: ``'high'`` when ``fraud_score > high_risk_threshold``,
+     ``'medium'`` when ``fraud_score >= threshold`` (the model's decision
+     threshold, chosen at training), else ``'low'``;
+   - ``flagged``: ``fraud_score >= threshold`` or any rule fired;
+   - ``reasons``: the signals that fired, in :data:`SIGNALS` order, with
+     ``'model_score'`` when ``fraud_probability >= threshold`` on its own. A
+     claim is flagged exactly when ``reasons`` is not empty.
+
+Drift is the population-stability index (PSI) of the model's numeric features
+against the training distribution saved with the model
+(:func:`fraudlab.model.drift_reference`): :func:`drift_bin_counts` bins the
+rows in Spark exactly as Bucketizer did at training, and
+:func:`population_stability` does the arithmetic on the few collected counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pyspark.ml import PipelineModel
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from fraudlab import banksim, model
+from fraudlab.config import DetectionConfig
+from fraudlab.parsing import LINEAGE_COLUMNS
+
+#: The rule signals, in the order their names appear in ``reasons``.
+RULES: tuple[str, ...] = ("amount_outlier", "duplicate_claim", "customer_amount_spike")
+#: The reason given when the model's probability alone reaches the threshold.
+MODEL_SIGNAL = "model_score"
+#: Every reason a claim can carry, in ``reasons`` order.
+SIGNALS: tuple[str, ...] = (MODEL_SIGNAL, *RULES)
+RISK_TIERS: tuple[str, ...] = ("high", "medium", "low")
+
+#: The output of :func:`score_claims`: the schema contract of scored claims.
+SCORED_SCHEMA = T.StructType(
+    [
+        T.StructField("transaction_id", T.StringType()),
+        T.StructField("step", T.IntegerType()),
+        T.StructField("customer", T.StringType()),
+        T.StructField("age", T.StringType()),
+        T.StructField("gender", T.StringType()),
+        T.StructField("merchant", T.StringType()),
+        T.StructField("category", T.StringType()),
+        T.StructField("amount", T.DoubleType()),
+        T.StructField("fraud", T.IntegerType()),
+        T.StructField("event_time", T.TimestampType()),
+        T.StructField("event_month", T.StringType()),
+        T.StructField("fraud_probability", T.DoubleType()),
+        T.StructField("amount_zscore", T.DoubleType()),
+        T.StructField("amount_over_customer_mean", T.DoubleType()),
+        T.StructField("amount_outlier", T.BooleanType()),
+        T.StructField("duplicate_claim", T.BooleanType()),
+        T.StructField("duplicate_of", T.StringType()),
+        T.StructField("customer_amount_spike", T.BooleanType()),
+        T.StructField("fraud_score", T.DoubleType()),
+        T.StructField("risk_tier", T.StringType()),
+        T.StructField("flagged", T.BooleanType()),
+        T.StructField("reasons", T.ArrayType(T.StringType())),
+        T.StructField("model_version", T.StringType()),
+    ]
+)
+SCORED_COLUMNS: list[str] = SCORED_SCHEMA.fieldNames()
+
+#: Scored claims as CSV holds them: ``reasons`` joined by :data:`REASON_SEPARATOR`.
+FLAT_SCORED_SCHEMA = T.StructType(
+    [T.StructField(f.name, T.StringType()) if f.name == "reasons" else f for f in SCORED_SCHEMA.fields]
+)
+REASON_SEPARATOR = "|"
+
+#: PSI below this is "stable", below :data:`PSI_SIGNIFICANT` "moderate", else "significant" (the usual cut-offs).
+PSI_MODERATE = 0.10
+PSI_SIGNIFICANT = 0.25
+
+
+# --------------------------------------------------------------------------- rule signals
+
+
+def rule_weights(config: DetectionConfig) -> dict[str, float]:
+    """The weight of each rule in :data:`RULES` (0.0 when the config has none); each must lie in [0, 1]."""
+    unknown = sorted(set(config.rule_weights) - set(RULES))
+    if unknown:
+        raise ValueError(f"rule weights for unknown rule(s) {', '.join(unknown)}; rules are {', '.join(RULES)}")
+    weights = {rule: float(config.rule_weights.get(rule, 0.0)) for rule in RULES}
+    bad = {rule: w for rule, w in weights.items() if not 0.0 <= w <= 1.0}
+    if bad:
+        raise ValueError(f"rule weights must lie in [0, 1]: {bad}")
+    return weights
+
+
+def is_amount_outlier(config: DetectionConfig) -> Column:
+    """The amount's z-score within its category is above ``zscore_threshold``."""
+    return F.coalesce(F.col("amount_zscore") > F.lit(float(config.zscore_threshold)), F.lit(False))
+
+
+def is_customer_amount_spike(config: DetectionConfig) -> Column:
+    """The amount is ``spike_ratio`` times the customer's earlier mean, with enough earlier transactions."""
+    has_history = F.col("customer_prior_count") >= F.lit(int(config.spike_min_history))
+    far_above_own_mean = F.col("amount_over_customer_mean") >= F.lit(float(config.spike_ratio))
+    return F.coalesce(has_history & far_above_own_mean, F.lit(False))
+
+
+def duplicate_claim_window() -> Window:
+    """Claims of one customer at one merchant for one amount (to the cent), oldest first.
+
+    Ties on the same step are broken by ``transaction_id`` so the original is
+    the same on every run.
+    """
+    return Window.partitionBy("customer", "merchant", F.round(F.col("amount"), 2)).orderBy(
+        F.col("step"), F.col("transaction_id")
+    )
+
+
+def add_duplicate_claims(df: DataFrame, window_steps: int) -> DataFrame:
+    """Add ``duplicate_claim`` and ``duplicate_of`` (the id of the claim it repeats, else null).
+
+    A claim is a duplicate when the same customer, merchant and amount was
+    claimed at most ``window_steps`` steps earlier; the first claim of a run is
+    the original.
+    """
+    if window_steps < 0:
+        raise ValueError("duplicate_window_steps must be >= 0")
+    window = duplicate_claim_window()
+    previous_step = F.lag("step").over(window)
+    previous_id = F.lag("transaction_id").over(window)
+    is_duplicate_claim = F.coalesce(
+        (F.col("step") - F.col("_previous_step")) <= F.lit(int(window_steps)), F.lit(False)
+    )
+    return (
+        df.withColumn("_previous_step", previous_step)
+        .withColumn("_previous_id", previous_id)
+        .withColumn("duplicate_claim", is_duplicate_claim)
+        .withColumn("duplicate_of", F.when(F.col("duplicate_claim"), F.col("_previous_id")))
+        .drop("_previous_step", "_previous_id")
+    )
+
+
+def add_rule_signals(df: DataFrame, config: DetectionConfig) -> DataFrame:
+    """Add one boolean column per rule in :data:`RULES`, plus ``duplicate_of``.
+
+    Needs ``transaction_id``, ``step``, ``customer``, ``merchant``, ``amount``,
+    ``amount_zscore``, ``customer_prior_count`` and ``amount_over_customer_mean``.
+    """
+    return (
+        add_duplicate_claims(df, config.duplicate_window_steps)
+        .withColumn("amount_outlier", is_amount_outlier(config))
+        .withColumn("customer_amount_spike", is_customer_amount_spike(config))
+    )
+
+
+# --------------------------------------------------------------------------- combined score
+
+
+def fraud_score(config: DetectionConfig) -> Column:
+    """Noisy-OR of the model probability and the fired rules: ``1 - (1 - p) * prod(1 - w_rule)``."""
+    weights = rule_weights(config)
+    kept = F.lit(1.0) - F.col(model.PROBABILITY_COL)
+    for rule in RULES:
+        kept = kept * F.when(F.col(rule), F.lit(1.0 - weights[rule])).otherwise(F.lit(1.0))
+    return F.lit(1.0) - kept
+
+
+def risk_tier(score: Column, threshold: float, high_risk_threshold: float) -> Column:
+    """``'high'`` above ``high_risk_threshold``, ``'medium'`` from ``threshold``, else ``'low'``."""
+    return (
+        F.when(score > F.lit(float(high_risk_threshold)), F.lit("high"))
+        .when(score >= F.lit(float(threshold)), F.lit("medium"))
+        .otherwise(F.lit("low"))
+    )
+
+
+def _check_threshold(threshold: float) -> float:
+    threshold = float(threshold)
+    if not 0.0 < threshold <= 1.0 or math.isnan(threshold):
+        raise ValueError(f"the decision threshold must lie in (0, 1], got {threshold}")
+    return threshold
+
+
+def add_decision(df: DataFrame, config: DetectionConfig, threshold: float) -> DataFrame:
+    """Add ``fraud_score``, ``risk_tier``, ``flagged`` and ``reasons`` (see the module docstring).
+
+    Needs ``fraud_probability`` and the rule columns of :func:`add_rule_signals`.
+    """
+    threshold = _check_threshold(threshold)
+    model_alone_passes = F.col(model.PROBABILITY_COL) >= F.lit(threshold)
+    any_rule_fired = F.lit(False)
+    for rule in RULES:
+        any_rule_fired = any_rule_fired | F.col(rule)
+    reasons = F.array_compact(
+        F.array(
+            F.when(model_alone_passes, F.lit(MODEL_SIGNAL)),
+            *[F.when(F.col(rule), F.lit(rule)) for rule in RULES],
+        )
+    )
+    return (
+        df.withColumn("fraud_score", fraud_score(config))
+        .withColumn("risk_tier", risk_tier(F.col("fraud_score"), threshold, config.high_risk_threshold))
+        .withColumn("flagged", (F.col("fraud_score") >= F.lit(threshold)) | any_rule_fired)
+        .withColumn("reasons", reasons)
+    )
+
+
+def score_with_features(
+    pipeline_model: PipelineModel,
+    df: DataFrame,
+    config: DetectionConfig,
+    threshold: float,
+    model_version: str | None = None,
+) -> DataFrame:
+    """Prepared rows -> model features, probability, rules and decision, every column kept.
+
+    The drift figures need the model features that :func:`score_claims` leaves
+    out; both come from this one frame.
+    """
+    predicted = model.predict(pipeline_model, model.model_input(df))
+    return add_decision(add_rule_signals(predicted, config), config, threshold).withColumn(
+        "model_version", F.lit(model_version).cast("string")
+    )
+
+
+def score_claims(
+    pipeline_model: PipelineModel,
+    df: DataFrame,
+    config: DetectionConfig,
+    threshold: float,
+    model_version: str | None = None,
+) -> DataFrame:
+    """Score prepared rows: :data:`SCORED_COLUMNS` (probability, rules, combined score, reasons).
+
+    Customer-history features are computed over ``df`` itself (earlier steps
+    only); duplicates are looked for within ``df``.
+    """
+    return select_scored(score_with_features(pipeline_model, df, config, threshold, model_version))
+
+
+def select_scored(df: DataFrame) -> DataFrame:
+    """The scored-claims contract: :data:`SCORED_COLUMNS` with their types, in order."""
+    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in SCORED_SCHEMA.fields])
+
+
+def flatten_scored(scored: DataFrame) -> DataFrame:
+    """Scored claims as CSV can hold them: ``reasons`` joined by ``'|'`` (empty when none)."""
+    return scored.withColumn("reasons", F.concat_ws(REASON_SEPARATOR, F.col("reasons")))
+
+
+def unflatten_scored(flat: DataFrame) -> DataFrame:
+    """The inverse of :func:`flatten_scored`, back to :data:`SCORED_SCHEMA`."""
+    reasons = F.when(F.coalesce(F.col("reasons"), F.lit("")) == "", F.array().cast("array<string>")).otherwise(
+        F.split(F.col("reasons"), "\\" + REASON_SEPARATOR)
+    )
+    return select_scored(flat.withColumn("reasons", reasons))
+
+
+# --------------------------------------------------------------------------- JSON claims
+
+
+def split_json_fields(lines: DataFrame) -> DataFrame:
+    """JSON lines (one claim per line, BankSim's field names) -> the string fields that ``validate`` takes.
+
+    The result feeds :func:`fraudlab.parsing.validate` like the output of
+    :func:`fraudlab.parsing.split_fields` does.
+
+    ``lines`` is what :func:`fraudlab.io.read_lines` returns. Every field is
+    read as text (a JSON number ``4.55`` becomes ``"4.55"``), so the one set of
+    validation rules judges it; a line that is not a JSON object gets a
+    ``field_error`` and goes to the quarantine like a CSV line with the wrong
+    number of fields. Unknown keys are ignored.
+    """
+    schema = T.StructType([T.StructField(name, T.StringType()) for name in banksim.BANKSIM_COLUMNS])
+    raw = F.col("raw_line")
+    is_blank = F.trim(F.coalesce(raw, F.lit(""))) == ""
+    is_json_object = F.json_object_keys(raw).isNotNull()
+    field_error = F.when(is_blank, F.lit("empty line")).when(~is_json_object, F.lit("not a JSON object"))
+    parsed = F.from_json(raw, schema)
+    return lines.select(
+        *LINEAGE_COLUMNS,
+        *[parsed.getField(name).alias(name) for name in banksim.BANKSIM_COLUMNS],
+        field_error.alias("field_error"),
+    )
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def _reference_features(reference: Mapping[str, Any]) -> dict[str, dict[str, list[float]]]:
+    features = reference.get("features", reference)
+    return {name: {"edges": [float(e) for e in spec["edges"]], "shares": [float(s) for s in spec["shares"]]}
+            for name, spec in features.items()}
+
+
+def bin_index(value: Column, edges: list[float]) -> Column:
+    """Bin of ``value`` for inner ``edges``: 0 for ``[-inf, e0)``, i for ``[e_{i-1}, e_i)``, and
+    ``len(edges)`` for ``[e_last, +inf]``.
+
+    The same bins as Bucketizer with splits ``[-inf, *edges, +inf]``
+    (:func:`fraudlab.model.drift_bins`); null for a null or NaN value.
+    """
+    index = F.lit(0)
+    for edge in edges:
+        index = index + (value >= F.lit(float(edge))).cast("int")
+    return F.when(value.isNull() | F.isnan(value), F.lit(None).cast("int")).otherwise(index)
+
+
+def drift_bin_counts(df: DataFrame, reference: Mapping[str, Any]) -> DataFrame:
+    """Rows per reference bin for each reference feature found in ``df``: ``feature``, ``bin``, ``rows``.
+
+    ``reference`` is the drift reference saved with the model
+    (``{"features": {name: {"edges": [...], "shares": [...]}}}``). One pass over
+    ``df``; empty bins are absent.
+    """
+    features = {name: spec for name, spec in _reference_features(reference).items() if name in df.columns}
+    if not features:
+        return df.sparkSession.createDataFrame([], "feature string, bin int, rows long")
+    binned = F.array(
+        *[
+            F.struct(F.lit(name).alias("feature"),
+                     bin_index(F.col(name).cast("double"), spec["edges"]).alias("bin"))
+            for name, spec in features.items()
+        ]
+    )
+    return (
+        df.select(F.explode(binned).alias("b"))
+        .select("b.feature", "b.bin")
+        .where(F.col("bin").isNotNull())
+        .groupBy("feature", "bin")
+        .agg(F.count(F.lit(1)).alias("rows"))
+    )
+
+
+def psi_status(psi: float) -> str:
+    """``'stable'``, ``'moderate'`` or ``'significant'`` by the usual PSI cut-offs."""
+    if psi < PSI_MODERATE:
+        return "stable"
+    return "moderate" if psi < PSI_SIGNIFICANT else "significant"
+
+
+def population_stability(
+    counts: Iterable[Mapping[str, Any]], reference: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """PSI per feature from the collected rows of :func:`drift_bin_counts`.
+
+    Returns ``{feature: {"psi", "status", "rows", "shares", "reference_shares"}}``
+    for the features that had counts; ``psi`` is
+    :func:`fraudlab.model.population_stability_index` of the two share lists.
+    """
+    features = _reference_features(reference)
+    per_feature: dict[str, dict[int, int]] = {}
+    for row in counts:
+        per_feature.setdefault(row["feature"], {})[int(row["bin"])] = int(row["rows"])
+    result: dict[str, dict[str, Any]] = {}
+    for name in sorted(per_feature):
+        expected = features[name]["shares"]
+        bins = per_feature[name]
+        total = sum(bins.values())
+        actual = [bins.get(i, 0) / total for i in range(len(expected))]
+        psi = model.population_stability_index(expected, actual)
+        result[name] = {"psi": psi, "status": psi_status(psi), "rows": total,
+                        "shares": actual, "reference_shares": expected}
+    return result

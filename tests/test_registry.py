@@ -1,0 +1,117 @@
+"""fraudlab.registry against a throw-away SQLite MLflow store: log, register, champion alias, load back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pyspark.ml.classification import LogisticRegression
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from fraudlab import config, registry
+from fraudlab import model as fmodel
+from fraudlab.schemas import PREPARED_SCHEMA
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def tiny(spark):
+    """A fitted pipeline and its input on a few dozen rows: large travel payments are fraud."""
+    rows = []
+    for i in range(60):
+        fraud = int(i % 6 == 0)
+        category = "es_travel" if i % 2 == 0 else "es_food"
+        amount = 1500.0 + i if fraud else 20.0 + (i * 7) % 50
+        rows.append((f"t{i}", i // 6, f"C{i % 5}", "2", "F", "28007", f"M{i % 2}", "28007", category, amount, fraud))
+    df = spark.createDataFrame(rows, "transaction_id string, step int, customer string, age string, gender string, "
+                                     "zipcode_ori string, merchant string, zip_merchant string, category string, "
+                                     "amount double, fraud int")
+    event_time = F.timestamp_add("DAY", F.col("step"), F.lit("2024-01-01").cast("timestamp"))
+    prepared = (df.withColumn("event_time", event_time)
+                .withColumn("event_month", F.date_format(event_time, "yyyy-MM"))
+                .select(*[F.col(f.name).cast(f.dataType) for f in PREPARED_SCHEMA.fields])).cache()
+    data = fmodel.model_input(prepared).cache()
+    pipeline = fmodel.build_pipeline(LogisticRegression(maxIter=10), fmodel.category_stats(data))
+    return prepared, data, pipeline.fit(fmodel.add_class_weight(data))
+
+
+def _log(tiny, uri, ap, register=True, model=True):
+    prepared, data, pipeline_model = tiny
+    metrics = {"test_average_precision": ap, "test_roc_auc": 0.99, "threshold": 0.7, "train_rows": 60,
+               "gate": {"passed": True}}
+    return registry.log_training_run(
+        pipeline_model if model else None, metrics=metrics, params={"model_type": "LogisticRegression"},
+        training_data=prepared, input_sample=data, drift={"features": {"amount": {"edges": [1.0], "shares": [0.5, 0.5]}}},
+        experiment="tests", tracking_uri=uri, register=register)
+
+
+def test_registered_champion_loads_back_and_scores_like_the_original(spark, tiny, tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    outcome = _log(tiny, uri, ap=0.8)
+    assert outcome.registered_version == "1" and outcome.promoted
+
+    loaded, info = registry.load_model(registry.champion_uri(), tracking_uri=uri)
+    assert (info["version"], info["run_id"], info["threshold"]) == ("1", outcome.run_id, 0.7)
+    assert info["metrics"]["test_average_precision"] == 0.8
+    assert info["drift_reference"]["features"]["amount"]["shares"] == [0.5, 0.5]
+
+    _, data, original = tiny
+    expected = fmodel.predict(original, data).select("transaction_id", "fraud_probability")
+    actual = fmodel.predict(loaded, data).select("transaction_id", "fraud_probability")
+    assertDataFrameEqual(actual, expected, rtol=1e-9)
+
+    # the run holds what the lab promises: metrics, PR curve, data digest, model signature
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(outcome.run_id)
+    assert run.data.metrics["test_average_precision"] == 0.8
+    assert len(run.data.tags["dataset_digest"]) == 16
+    assert run.inputs.dataset_inputs[0].dataset.digest == run.data.tags["dataset_digest"]
+    mv = client.get_model_version(config.MODEL_NAME, "1")
+    assert float(mv.tags["test_average_precision"]) == 0.8
+    model_info = mlflow.models.get_model_info(f"models:/{config.MODEL_NAME}/1")
+    assert [c["name"] for c in model_info.signature.inputs.to_dict()] == fmodel.MODEL_INPUT_COLUMNS
+    # artifacts stay next to the SQLite file, not in the working directory
+    assert (tmp_path / "artifacts").is_dir()
+
+
+def test_champion_alias_moves_only_when_average_precision_improves(tmp_path):
+    import mlflow
+
+    uri = registry.configure(f"sqlite:///{tmp_path}/mlflow.db")
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(config.MODEL_NAME)
+    promoted = []
+    for ap in (0.80, 0.75, 0.80, 0.85):
+        version = client.create_model_version(config.MODEL_NAME, source=str(tmp_path)).version
+        client.set_model_version_tag(config.MODEL_NAME, version, registry.CHAMPION_METRIC, repr(ap))
+        promoted.append(registry.promote_if_better(client, config.MODEL_NAME, str(version), ap))
+    assert [p[0] for p in promoted] == [True, False, False, True]
+    assert promoted[1][1:] == ("1", 0.80)  # the worse version saw champion v1 and its figure
+    assert promoted[3][1:] == ("1", 0.80)
+    assert str(client.get_model_version_by_alias(config.MODEL_NAME, config.CHAMPION_ALIAS).version) == "4"
+
+
+def test_unregistered_runs_leave_the_registry_empty(spark, tiny, tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    outcome = _log(tiny, uri, ap=0.9, model=False)
+    assert outcome.registered_version is None and not outcome.promoted
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert client.search_registered_models() == []
+    assert client.get_run(outcome.run_id).data.metrics["test_average_precision"] == 0.9
+
+
+def test_load_model_from_a_folder_reads_its_metrics_and_drift_files(spark, tiny, tmp_path):
+    _, data, pipeline_model = tiny
+    folder = tmp_path / "model"
+    pipeline_model.write().save(str(folder))
+    (folder / "metrics.json").write_text(json.dumps({"threshold": 0.42, "test_average_precision": 0.9}))
+    loaded, info = registry.load_model(str(folder))
+    assert info["threshold"] == 0.42
+    assert info["drift_reference"] is None
+    assert fmodel.predict(loaded, data).count() == data.count()
