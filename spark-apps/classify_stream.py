@@ -61,8 +61,9 @@ APP_NAME = "classify_stream"
 log = logging.getLogger(APP_NAME)
 
 DEFAULT_CHECKPOINT = config.DATA_DIR / "checkpoints" / APP_NAME
-#: Micro-batches are small: fewer shuffle partitions mean fewer tasks per batch. --conf overrides.
-STREAM_CONF = {"spark.sql.shuffle.partitions": "2"}
+#: Micro-batches are small: few shuffle partitions, and no adaptive re-planning between the
+#: stages of every batch (it costs more than it saves here). --conf overrides both.
+STREAM_CONF = {"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -170,13 +171,12 @@ def batch_writer(args, pipeline_model, threshold: float, version: str,
         scored = None
         try:
             parsed, dead = streaming.split_messages(validated)
-            parsed = streaming.drop_repeated_transactions(parsed)
             stored = cassandra_sink.read_history(streaming.history_requests(parsed, window_steps), settings)
-            with_history = streaming.add_stream_history(parsed, stored, window_steps)
+            with_history = streaming.add_stream_history(parsed, stored, window_steps, partitions=writers)
             scored = streaming.score_messages(with_history, pipeline_model, detection, threshold, version).persist()
 
             written = cassandra_sink.write_rows(
-                streaming.cassandra_rows(scored, args.alert_threshold, started_ms), settings, writers)
+                streaming.cassandra_rows(scored, args.alert_threshold, started_ms), settings)
             written_ms = int(time.time() * 1000)
 
             dead_letters = dead.count()  # from the cached messages: no second read of Kafka

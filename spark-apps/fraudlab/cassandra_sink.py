@@ -10,15 +10,19 @@ query: a row is never dropped silently. Every statement is an idempotent upsert
 replaced, not appended to), so retrying a statement or replaying a batch writes
 the same rows again.
 
-**Where the writes run: per partition on the executors**
-(``rdd.mapPartitions(...).collect()`` — a ``foreachPartition`` that hands back one
-small summary per partition, used for the latency figures), not on the driver
-through ``toLocalIterator()``. Each partition is written by its own Python
-worker, in parallel, with no batch ever held by the driver, and the same code
-scales from ``local[2]`` to a cluster. Python workers are reused between tasks
-(``spark.python.worker.reuse``, on by default), so the driver connection is opened
-once per worker process and cached here, not once per partition. The history
-lookup runs the same way.
+**Where the writes run: per partition on the executors** (``mapInArrow``, a
+``foreachPartition`` that hands back one small summary per partition for the
+latency figures), not on the driver through ``toLocalIterator()``. Each
+partition is written by its own Python worker, in parallel, the rows arrive as
+Arrow batches (no row-by-row pickling), no batch is ever held by the driver, and
+the same code scales from ``local[2]`` to a cluster. Python workers are reused
+between tasks (``spark.python.worker.reuse``, on by default), so the connection
+is opened once per worker process and cached here, not once per partition.
+
+**The history lookup runs on the driver**: a micro-batch's customers are looked
+up with a handful of ``IN`` queries (one per 100 customers that share the same
+step bounds), and the few rows that come back become a small local DataFrame
+that Spark can broadcast.
 """
 
 from __future__ import annotations
@@ -91,15 +95,19 @@ def insert_cql(settings: CassandraSettings, table: str, columns: Sequence[str]) 
 
 
 def history_sum_cql(settings: CassandraSettings) -> str:
-    """Count and sum of a customer's stored amounts before a step (one server-side aggregate)."""
-    return (f"SELECT count(amount), sum(amount) FROM {settings.table(streaming.HISTORY_TABLE)} "
-            "WHERE customer = ? AND step < ?")
+    """Per customer of a list: count and sum of the stored amounts before a step (server-side aggregates)."""
+    return (f"SELECT customer, count(amount), sum(amount) FROM {settings.table(streaming.HISTORY_TABLE)} "
+            "WHERE customer IN ? AND step < ? GROUP BY customer")
 
 
 def history_rows_cql(settings: CassandraSettings) -> str:
-    """A customer's stored rows from one step to another, both included."""
-    return (f"SELECT step, transaction_id, merchant, amount FROM {settings.table(streaming.HISTORY_TABLE)} "
-            "WHERE customer = ? AND step >= ? AND step <= ?")
+    """The stored rows of a list of customers from one step to another, both included."""
+    return (f"SELECT customer, step, transaction_id, merchant, amount FROM {settings.table(streaming.HISTORY_TABLE)} "
+            "WHERE customer IN ? AND step >= ? AND step <= ?")
+
+
+#: Customers per IN query of the history lookup.
+CUSTOMERS_PER_QUERY = 100
 
 
 # --------------------------------------------------------------------------- sessions and retries
@@ -227,69 +235,102 @@ def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def write_partition(rows: Iterable[Any], settings: CassandraSettings) -> Iterator[dict[str, Any]]:
-    """Write one partition of :func:`fraudlab.streaming.cassandra_rows`; yield one summary.
+WRITE_SUMMARY_SCHEMA = "rows long, alerts long, retries long, latencies_ms array<double>"
+
+
+def write_partition(batches: Iterable[Any], settings: CassandraSettings) -> Iterator[Any]:
+    """Write one partition of :func:`fraudlab.streaming.cassandra_rows` (Arrow batches); yield one summary.
 
     Each chunk upserts its rows into ``customer_history`` and
     ``scored_transactions`` and its alerts into ``alerts_by_day``; a row's
     latency is the chunk's completion time minus the row's Kafka timestamp.
     """
+    import pyarrow as pa
+
     statements = [
         (streaming.HISTORY_TABLE, streaming.HISTORY_TABLE_COLUMNS, None),
         (streaming.SCORED_TABLE, streaming.SCORED_TABLE_COLUMNS, None),
         (streaming.ALERTS_TABLE, streaming.ALERT_TABLE_COLUMNS, "is_alert"),
     ]
     summary = {"rows": 0, "alerts": 0, "retries": 0, "latencies_ms": []}
-    for chunk in _chunks(rows, settings.chunk_rows):
-        for table, columns, only_if in statements:
-            values = [tuple(row[c] for c in columns) for row in chunk if only_if is None or row[only_if]]
-            if not values:
-                continue
-            _, retries = run_statements(settings, insert_cql(settings, table, columns), values,
-                                        f"write {len(values)} rows to {settings.table(table)}")
-            summary["retries"] += retries
-        done_ms = time.time() * 1000.0
-        summary["rows"] += len(chunk)
-        summary["alerts"] += sum(1 for row in chunk if row["is_alert"])
-        summary["latencies_ms"].extend(
-            done_ms - row["kafka_timestamp_ms"] for row in chunk if row["kafka_timestamp_ms"] is not None)
-    yield summary
+    for batch in batches:
+        for chunk in _chunks(batch.to_pylist(), settings.chunk_rows):
+            for table, columns, only_if in statements:
+                values = [tuple(row[c] for c in columns) for row in chunk if only_if is None or row[only_if]]
+                if not values:
+                    continue
+                _, retries = run_statements(settings, insert_cql(settings, table, columns), values,
+                                            f"write {len(values)} rows to {settings.table(table)}")
+                summary["retries"] += retries
+            done_ms = time.time() * 1000.0
+            summary["rows"] += len(chunk)
+            summary["alerts"] += sum(1 for row in chunk if row["is_alert"])
+            summary["latencies_ms"].extend(
+                done_ms - row["kafka_timestamp_ms"] for row in chunk if row["kafka_timestamp_ms"] is not None)
+    yield pa.RecordBatch.from_pylist([summary], schema=pa.schema([
+        ("rows", pa.int64()), ("alerts", pa.int64()), ("retries", pa.int64()),
+        ("latencies_ms", pa.list_(pa.float64()))]))
 
 
-def fetch_history_partition(requests: Iterable[Any], settings: CassandraSettings) -> Iterator[tuple]:
-    """Rows of :data:`fraudlab.streaming.STORED_HISTORY_SCHEMA` for one partition of history requests."""
-    wanted = [(r["customer"], int(r["context_from_step"]), int(r["context_to_step"])) for r in requests]
-    if not wanted:
-        return
-    sums, _ = run_statements(settings, history_sum_cql(settings), [(c, lo) for c, lo, _ in wanted],
-                             f"read history sums of {len(wanted)} customers")
-    stored, _ = run_statements(settings, history_rows_cql(settings), wanted,
-                               f"read history rows of {len(wanted)} customers")
-    for (customer, first_step, _), total, rows in zip(wanted, sums, stored):
-        count, amount_sum = total.one()
-        if count:
-            yield (customer, first_step - 1, None, None, None, int(count), float(amount_sum))
-        for row in rows:
-            yield (customer, row.step, row.transaction_id, row.merchant, row.amount, 1, row.amount)
+def fetch_history(requests: Sequence[Any], settings: CassandraSettings) -> list[tuple]:
+    """Rows of :data:`fraudlab.streaming.STORED_HISTORY_SCHEMA` for :func:`fraudlab.streaming.history_requests` rows.
+
+    Customers sharing the same step bounds are asked together, up to
+    :data:`CUSTOMERS_PER_QUERY` per query: one aggregate for the count and sum
+    before ``context_from_step``, one range read for the rows from there to
+    ``context_to_step``.
+    """
+    sums: dict[int, list[str]] = {}
+    ranges: dict[tuple[int, int], list[str]] = {}
+    for r in requests:
+        sums.setdefault(int(r["context_from_step"]), []).append(r["customer"])
+        ranges.setdefault((int(r["context_from_step"]), int(r["context_to_step"])), []).append(r["customer"])
+    sum_params = [(customers[i:i + CUSTOMERS_PER_QUERY], first)
+                  for first, customers in sums.items() for i in range(0, len(customers), CUSTOMERS_PER_QUERY)]
+    range_params = [(customers[i:i + CUSTOMERS_PER_QUERY], first, last)
+                    for (first, last), customers in ranges.items()
+                    for i in range(0, len(customers), CUSTOMERS_PER_QUERY)]
+    if not sum_params:
+        return []
+    sum_results, _ = run_statements(settings, history_sum_cql(settings), sum_params,
+                                    f"read history sums of {len(requests)} customers")
+    range_results, _ = run_statements(settings, history_rows_cql(settings), range_params,
+                                      f"read history rows of {len(requests)} customers")
+    out: list[tuple] = []
+    for (_, first), result in zip(sum_params, sum_results):
+        for customer, count, amount_sum in result:
+            if count:
+                out.append((customer, first - 1, None, None, None, int(count), float(amount_sum)))
+    for result in range_results:
+        out.extend((row.customer, row.step, row.transaction_id, row.merchant, row.amount, 1, row.amount)
+                   for row in result)
+    return out
 
 
 # --------------------------------------------------------------------------- DataFrame entry points
 
 
 def read_history(requests: DataFrame, settings: CassandraSettings) -> DataFrame:
-    """The stored history for :func:`fraudlab.streaming.history_requests` (lazy: read when used)."""
-    rdd = requests.rdd.mapPartitions(partial(fetch_history_partition, settings=settings))
-    return requests.sparkSession.createDataFrame(rdd, streaming.STORED_HISTORY_SCHEMA)
+    """The stored history for :func:`fraudlab.streaming.history_requests` (an action: collects the requests).
+
+    Returns a small local DataFrame of :data:`fraudlab.streaming.STORED_HISTORY_SCHEMA`.
+    """
+    import pyarrow as pa
+
+    rows = fetch_history(requests.collect(), settings)
+    names = streaming.STORED_HISTORY_SCHEMA.fieldNames()
+    types = [pa.string(), pa.int32(), pa.string(), pa.string(), pa.float64(), pa.int64(), pa.float64()]
+    table = pa.table({name: pa.array([row[i] for row in rows], type=types[i]) for i, name in enumerate(names)})
+    return requests.sparkSession.createDataFrame(table, schema=streaming.STORED_HISTORY_SCHEMA)
 
 
-def write_rows(rows: DataFrame, settings: CassandraSettings, partitions: int | None = None) -> WriteSummary:
+def write_rows(rows: DataFrame, settings: CassandraSettings) -> WriteSummary:
     """Write :func:`fraudlab.streaming.cassandra_rows` to the three tables (an action); raise on failure.
 
-    ``partitions``: how many parallel writers (default: as the DataFrame is).
+    One writer per partition of ``rows``.
     """
-    if partitions:
-        rows = rows.repartition(partitions)
     summary = WriteSummary()
-    for part in rows.rdd.mapPartitions(partial(write_partition, settings=settings)).collect():
-        summary.merge(part)
+    parts = rows.mapInArrow(partial(write_partition, settings=settings), WRITE_SUMMARY_SCHEMA).collect()
+    for part in parts:
+        summary.merge(part.asDict())
     return summary

@@ -11,16 +11,18 @@ One pipeline definition serves training, batch scoring and the stream classifier
    or the MLflow registry as it is, for batch and streaming DataFrames alike;
 3. :func:`predict` adds ``fraud_probability`` (P(fraud = 1)) to model-input rows.
 
-Class imbalance is handled by per-row weights (:func:`add_class_weight`), never
-by resampling, so evaluation data keeps its real fraud share. Evaluation is
+Class imbalance is handled by per-row weights (:func:`add_class_weight`, whose
+strength the search tunes), never by resampling, so evaluation data keeps its
+real fraud share. Evaluation is
 temporal (:func:`temporal_split`): the model is tested on later steps than it
 was trained on, and the decision threshold is chosen on a validation slice of
 the training steps (:func:`choose_threshold`), never on test.
 
-Functions that return a DataFrame or a Column are lazy and pure. The few that
+Functions that return a DataFrame or a Column are lazy and pure. The ones that
 return plain Python values (:func:`category_stats`, :func:`step_range`,
-:func:`threshold_table`, :func:`evaluate`, :func:`drift_reference`) run a small
-Spark job and say so; they summarise, they never read or write.
+:func:`threshold_table`, :func:`evaluate`, :func:`drift_reference`) run small
+Spark jobs, and :func:`select_model` fits models; each says so. None of them
+reads, writes or builds a session.
 """
 
 from __future__ import annotations

@@ -76,10 +76,14 @@ def _is_fraud() -> Column:
     return F.coalesce(F.col(LABEL_COL) == 1, F.lit(False))
 
 
+def _ratio(numerator: Column, denominator: Column) -> Column:
+    """numerator / denominator as a double, null when the denominator is 0."""
+    return F.try_divide(numerator.cast("double"), F.nullif(denominator, F.lit(0)).cast("double"))
+
+
 def _fraud_rate() -> Column:
-    """Frauds over labelled rows, null when no row carries a label."""
-    return F.try_divide(F.count_if(_is_fraud()).cast("double"),
-                        F.nullif(F.count(F.col(LABEL_COL)), F.lit(0)).cast("double"))
+    """Frauds over labelled rows (an aggregate), null when no row carries a label."""
+    return _ratio(F.count_if(_is_fraud()), F.count(F.col(LABEL_COL)))
 
 
 def sample_customers(df: DataFrame, share: float, seed: int = 42) -> DataFrame:
@@ -178,8 +182,6 @@ def binned_by_label(df: DataFrame, column: str, edges: Sequence[float]) -> DataF
     edges = [float(e) for e in edges]
     if edges != sorted(edges):
         raise ValueError("edges must be increasing")
-    spark = df.sparkSession
-    labels, lowers, uppers = bin_labels(edges), [-math.inf, *edges], [*edges, math.inf]
     counts = (
         df.select(scoring.bin_index(F.col(column).cast("double"), edges).alias("bin"), F.col(LABEL_COL))
         .where(F.col("bin").isNotNull() & F.col(LABEL_COL).isNotNull())
@@ -187,29 +189,26 @@ def binned_by_label(df: DataFrame, column: str, edges: Sequence[float]) -> DataF
         .agg(F.count_if(F.col(LABEL_COL) == 1).alias("frauds"), F.count_if(F.col(LABEL_COL) != 1).alias("legit"))
     )
     totals = counts.agg(F.sum("frauds").alias("_all_frauds"), F.sum("legit").alias("_all_legit"))
-    position = F.col("bin") + 1  # element_at is 1-based
+
+    def per_bin(values: list) -> Column:
+        return F.element_at(F.array(*[F.lit(v) for v in values]), F.col("bin") + 1)  # element_at is 1-based
+
+    frauds, legit = F.coalesce(F.col("frauds"), F.lit(0)), F.coalesce(F.col("legit"), F.lit(0))
     return (
-        spark.range(len(edges) + 1).select(F.col("id").cast("int").alias("bin"))
+        df.sparkSession.range(len(edges) + 1).select(F.col("id").cast("int").alias("bin"))
         .join(counts, on="bin", how="left")
         .crossJoin(F.broadcast(totals))
         .select(
-            F.element_at(F.array(*[F.lit(x) for x in labels]), position).alias("range"),
+            per_bin(bin_labels(edges)).alias("range"),
             "bin",
-            F.element_at(F.array(*[F.lit(x) for x in lowers]), position).alias("lower"),
-            F.element_at(F.array(*[F.lit(x) for x in uppers]), position).alias("upper"),
-            (F.coalesce(F.col("frauds"), F.lit(0)) + F.coalesce(F.col("legit"), F.lit(0))).alias("rows"),
-            F.coalesce(F.col("frauds"), F.lit(0)).alias("frauds"),
-            F.coalesce(F.col("legit"), F.lit(0)).alias("legit"),
-            "_all_frauds",
-            "_all_legit",
-        )
-        .select(
-            "range", "bin", "lower", "upper", "rows", "frauds", "legit",
-            F.try_divide(F.col("frauds").cast("double"), F.nullif(F.col("rows"), F.lit(0))).alias("fraud_rate"),
-            F.coalesce(F.try_divide(F.col("frauds").cast("double"), F.nullif(F.col("_all_frauds"), F.lit(0))),
-                       F.lit(0.0)).alias("fraud_share"),
-            F.coalesce(F.try_divide(F.col("legit").cast("double"), F.nullif(F.col("_all_legit"), F.lit(0))),
-                       F.lit(0.0)).alias("legit_share"),
+            per_bin([-math.inf, *edges]).alias("lower"),
+            per_bin([*edges, math.inf]).alias("upper"),
+            (frauds + legit).alias("rows"),
+            frauds.alias("frauds"),
+            legit.alias("legit"),
+            _ratio(frauds, frauds + legit).alias("fraud_rate"),
+            F.coalesce(_ratio(frauds, F.col("_all_frauds")), F.lit(0.0)).alias("fraud_share"),
+            F.coalesce(_ratio(legit, F.col("_all_legit")), F.lit(0.0)).alias("legit_share"),
         )
         .orderBy("bin")
     )

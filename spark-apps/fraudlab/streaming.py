@@ -258,12 +258,6 @@ def dead_letter_messages(dead_letters: DataFrame) -> DataFrame:
     return dead_letters.select(F.col("key"), value.alias("value"))
 
 
-def drop_repeated_transactions(parsed: DataFrame) -> DataFrame:
-    """Keep one row per ``transaction_id`` (the earliest offset): a re-sent transaction is scored once per batch."""
-    first = Window.partitionBy("transaction_id").orderBy("kafka_timestamp", "kafka_partition", "kafka_offset")
-    return parsed.withColumn("_n", F.row_number().over(first)).where(F.col("_n") == 1).drop("_n")
-
-
 # --------------------------------------------------------------------------- customer history
 
 
@@ -281,39 +275,46 @@ def history_requests(parsed: DataFrame, window_steps: int) -> DataFrame:
     )
 
 
-def add_stream_history(parsed: DataFrame, stored: DataFrame, window_steps: int) -> DataFrame:
-    """The batch's rows plus the customer-history features and the duplicate-claim columns.
+def add_stream_history(parsed: DataFrame, stored: DataFrame, window_steps: int,
+                       partitions: int | None = None) -> DataFrame:
+    """The batch's rows, each transaction once, plus the customer-history and duplicate-claim columns.
 
     ``stored`` holds what the history table returned (:data:`STORED_HISTORY_SCHEMA`).
-    Stored rows that are also in the batch are ignored (a replayed batch counts
-    nothing twice). The features are those of
+    A transaction that is both in the batch and stored (a replayed batch) or in
+    the batch twice (sent twice) counts once: the batch's copy with the earliest
+    offset is kept. The features are those of
     :func:`fraudlab.features.add_customer_history` over stored + batch rows on
     strictly earlier steps; ``duplicate_claim``/``duplicate_of`` those of
-    :func:`fraudlab.scoring.add_duplicate_claims` over the same rows.
+    :func:`fraudlab.scoring.add_duplicate_claims` over the same rows. The result
+    is hash-partitioned by ``customer`` (``partitions`` of them, default the
+    shuffle partitions): the three windows share that one shuffle.
     """
     batch_rows = (
         parsed.withColumn("_row_count", F.lit(1).cast("long"))
         .withColumn("_amount_total", F.col("amount"))
         .withColumn("_in_batch", F.lit(True))
     )
-    stored_rows = (
-        stored.join(parsed.select("transaction_id"), on="transaction_id", how="left_anti")
-        .select(
-            "customer",
-            "step",
-            "transaction_id",
-            "merchant",
-            "amount",
-            F.col("row_count").alias("_row_count"),
-            F.col("amount_total").alias("_amount_total"),
-            F.lit(False).alias("_in_batch"),
-        )
+    stored_rows = stored.select(
+        "customer",
+        "step",
+        "transaction_id",
+        "merchant",
+        "amount",
+        F.col("row_count").alias("_row_count"),
+        F.col("amount_total").alias("_amount_total"),
+        F.lit(False).alias("_in_batch"),
     )
+    union = batch_rows.unionByName(stored_rows, allowMissingColumns=True)
+    by_customer = union.repartition(partitions, "customer") if partitions else union.repartition("customer")
+    # Batch copies first, earliest offset first; summary rows (null id) are one per customer.
+    copies = Window.partitionBy("customer", "transaction_id").orderBy(
+        F.col("_in_batch").desc(), F.col("kafka_partition"), F.col("kafka_offset"))
     window = features.customer_history_window()
     prior_count = F.coalesce(F.sum("_row_count").over(window), F.lit(0).cast("long"))
     prior_sum = F.sum("_amount_total").over(window)
     with_history = (
-        batch_rows.unionByName(stored_rows, allowMissingColumns=True)
+        by_customer.withColumn("_copy", F.row_number().over(copies))
+        .where(F.col("_copy") == 1)
         .withColumn("_prior_count", prior_count)
         .withColumn("_prior_sum", prior_sum)
         # Summary rows only carry counts: they take no part in the duplicate rule.
@@ -329,7 +330,7 @@ def add_stream_history(parsed: DataFrame, stored: DataFrame, window_steps: int) 
             "amount_over_customer_mean",
             features.amount_over_mean(F.col("amount"), F.col("customer_prior_mean_amount")),
         )
-        .drop("_row_count", "_amount_total", "_in_batch", "_prior_count", "_prior_sum")
+        .drop("_row_count", "_amount_total", "_in_batch", "_copy", "_prior_count", "_prior_sum")
     )
 
 

@@ -164,12 +164,6 @@ def test_dead_letter_message_holds_reason_coordinates_and_exact_bytes(spark):
     assert body["key"] == "k9"
 
 
-def test_a_transaction_sent_twice_is_scored_once_per_batch(spark):
-    parsed, _ = streaming.parse_messages(kafka_rows(spark, [GOOD_MESSAGE, b"x", GOOD_MESSAGE]))
-    rows = streaming.drop_repeated_transactions(parsed).collect()
-    assert [(r["transaction_id"], r["kafka_offset"]) for r in rows] == [("t1", 0)]
-
-
 # --------------------------------------------------------------------------- alerts and Cassandra rows
 
 
@@ -309,6 +303,13 @@ def test_replayed_batch_already_in_the_history_counts_nothing_twice(spark):
     first = stream_history(spark, earlier, later)
     replay = stream_history(spark, earlier + later, later)  # the batch's rows were written before it failed
     assertDataFrameEqual(replay.select(*HISTORY_FIELDS), first.select(*HISTORY_FIELDS), rtol=1e-9)
+
+
+def test_a_transaction_sent_twice_in_a_batch_is_scored_once(spark):
+    parsed, _ = streaming.parse_messages(kafka_rows(spark, [GOOD_MESSAGE, b"x", GOOD_MESSAGE]))
+    stored = spark.createDataFrame([], streaming.STORED_HISTORY_SCHEMA)
+    rows = streaming.add_stream_history(parsed, stored, WINDOW).collect()
+    assert [(r["transaction_id"], r["kafka_offset"], r["customer_prior_count"]) for r in rows] == [("t1", 0, 0.0)]
 
 
 def test_rows_stored_on_later_steps_are_not_history(spark):
