@@ -19,7 +19,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: help setup demo test bench bench-batch bench-streaming check-java clean services-fetch services-up services-down services-status
+.PHONY: help setup demo test bench bench-batch check-java clean services-fetch services-up services-down services-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,13 +47,10 @@ test: setup ## run the whole test suite
 	@echo "test: running pytest (the harness starts and stops the services it needs)"
 	@$(PY) -m pytest
 
-bench: bench-batch bench-streaming ## run every benchmark
+bench: bench-batch ## run every benchmark (the streaming benchmark joins with the streaming apps)
 
 bench-batch: setup ## batch benchmark: Spark MLlib against scikit-learn on full-size data
 	@$(PY) bench/batch.py
-
-bench-streaming: setup ## streaming benchmark against real Kafka and Cassandra (starts them if needed)
-	@$(PY) bench/streaming.py
 
 services-fetch: setup ## fetch the Kafka, Cassandra and Spark-Kafka jars from Maven Central (once)
 	@$(PY) -m services.runner fetch

@@ -1,1 +1,0 @@
-"""Notebook tests: the three notebooks executed headless, and the helpers they call."""
