@@ -1,8 +1,8 @@
 """Batch benchmark: fit_model's MLlib pipeline against scikit-learn on the same split and features.
 
 Usage:
-    .venv/bin/python bench/batch.py [--rows 594643] [--seed 140513] [--master local[2]] \
-        [--output bench/results/batch.json]
+    .venv/bin/python bench/batch.py [--rows 594643] [--seed 140513] [--input PREPARED_PARQUET] \
+        [--master local[2]] [--output bench/results/batch.json]
 
 Generates BankSim-like rows (``fraudlab.generator``), computes the model input
 once with Spark (customer history, log amount), splits by time as fit_model does
@@ -51,7 +51,7 @@ from pyspark.sql import functions as F  # noqa: E402
 from fraudlab import banksim, config, generator  # noqa: E402
 from fraudlab import model as fmodel  # noqa: E402
 from fraudlab.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES  # noqa: E402
-from fraudlab.schemas import PREPARED_SCHEMA  # noqa: E402
+from fraudlab.schemas import PREPARED_COLUMNS, PREPARED_SCHEMA  # noqa: E402
 from fraudlab.session import build_spark  # noqa: E402
 
 log = logging.getLogger("bench_batch")
@@ -62,6 +62,8 @@ CLASS_WEIGHT_STRENGTHS = (0.5, 1.0)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", default=None,
+                        help="prepared Parquet data set to use instead of generating --rows rows")
     parser.add_argument("--rows", type=int, default=banksim.FULL_ROWS)
     parser.add_argument("--seed", type=int, default=generator.DEFAULT_SEED)
     parser.add_argument("--master", default="local[2]")
@@ -186,12 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spark = build_spark("bench_batch", master=args.master, conf={"spark.driver.memory": "4g"})
     try:
-        data = fmodel.model_input(prepared_frame(spark, args.rows, args.seed)).cache()
+        prepared = (spark.read.parquet(args.input).select(*PREPARED_COLUMNS) if args.input
+                    else prepared_frame(spark, args.rows, args.seed))
+        data = fmodel.model_input(prepared).cache()
         split_step = fmodel.default_split_step(*fmodel.step_range(data))
         train, test = fmodel.temporal_split(data, split_step)
         train, test = train.cache(), test.cache()
         train_rows, test_rows = train.count(), test.count()
-        log.info("rows %d: train %d (steps < %d), test %d", args.rows, train_rows, split_step, test_rows)
+        log.info("rows %d: train %d (steps < %d), test %d", train_rows + test_rows, train_rows, split_step, test_rows)
 
         spark_results = bench_spark(train, test, test_rows)
         columns = ["fraud", *CATEGORICAL_FEATURES, *[c for c in NUMERIC_FEATURES if c != "amount_zscore"]]
@@ -203,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     best_spark = max(spark_results, key=lambda r: r["average_precision"])
     best_sklearn = max(sklearn_results, key=lambda r: r["average_precision"])
     summary = {
-        "rows": args.rows, "train_rows": train_rows, "test_rows": test_rows, "test_from_step": split_step,
+        "input": args.input or f"generated: {args.rows} rows, seed {args.seed}",
+        "rows": train_rows + test_rows, "train_rows": train_rows, "test_rows": test_rows, "test_from_step": split_step,
         "spark_model": best_spark["model"], "sklearn_model": best_sklearn["model"],
         "spark_fit_s": best_spark["fit_s"], "sklearn_fit_s": best_sklearn["fit_s"],
         "spark_score_rows_per_s": best_spark["score_rows_per_s"],
@@ -213,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": {
             "fit_time_spark_over_sklearn": best_spark["fit_s"] / best_sklearn["fit_s"],
             "score_throughput_spark_over_sklearn": best_spark["score_rows_per_s"] / best_sklearn["score_rows_per_s"],
-            "average_precision_spark_minus_sklearn": best_spark["average_precision"] - best_sklearn["average_precision"],
+            "average_precision_spark_minus_sklearn": (best_spark["average_precision"]
+                                                      - best_sklearn["average_precision"]),
         },
         "spark": spark_results,
         "sklearn": sklearn_results,

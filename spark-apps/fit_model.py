@@ -4,7 +4,7 @@ Usage:
     spark-submit spark-apps/fit_model.py \
         --input data/prepared/transactions \
         --model-dir data/models/fraud_model \
-        [--test-from-step 144] [--search fast|full] [--parallelism 2] \
+        [--test-from-step 144] [--search fast|full|smoke] [--parallelism 2] \
         [--gate min_average_precision=0.8 ...] [--gate-file gate.json] \
         [--tracking-uri sqlite:///data/mlflow/mlflow.db] [--experiment fraudlab] \
         [--no-register] [--no-tracking]
@@ -182,7 +182,9 @@ def _fit_gate_write(spark: SparkSession, args: argparse.Namespace, thresholds: d
         "search": {"mode": args.search, "parallelism": args.parallelism,
                    "candidates": [r.summary() for r in results]},
         "category_stats": {c: {"mean": m, "std": s} for c, (m, s) in sorted(stats.items())},
-        "feature_importances": dict(list(importances.items())[:TOP_IMPORTANCES]),
+        # a list, largest first: write_json sorts object keys
+        "feature_importances": [{"feature": name, "importance": value}
+                                for name, value in list(importances.items())[:TOP_IMPORTANCES]],
         "timings_s": {"search": round(search_seconds, 1), "refit": round(refit_seconds, 1)},
     }
     checks = fmodel.check_gate(metrics, thresholds)

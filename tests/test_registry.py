@@ -43,7 +43,10 @@ def _log(tiny, uri, ap, register=True, model=True):
                "gate": {"passed": True}}
     return registry.log_training_run(
         pipeline_model if model else None, metrics=metrics, params={"model_type": "LogisticRegression"},
-        training_data=prepared, input_sample=data, drift={"features": {"amount": {"edges": [1.0], "shares": [0.5, 0.5]}}},
+        training_data=prepared, input_sample=data,
+        test_pr_table=[{"threshold": 0.9, "precision": 1.0, "recall": 0.5},
+                       {"threshold": 0.1, "precision": 0.5, "recall": 1.0}],
+        drift={"features": {"amount": {"edges": [1.0], "shares": [0.5, 0.5]}}},
         experiment="tests", tracking_uri=uri, register=register)
 
 
@@ -70,6 +73,9 @@ def test_registered_champion_loads_back_and_scores_like_the_original(spark, tiny
     assert run.data.metrics["test_average_precision"] == 0.8
     assert len(run.data.tags["dataset_digest"]) == 16
     assert run.inputs.dataset_inputs[0].dataset.digest == run.data.tags["dataset_digest"]
+    assert run.data.tags["dataset_rows"] == "60"
+    artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
+    assert {"pr_curve_test.png", "model_info"} <= artifacts
     mv = client.get_model_version(config.MODEL_NAME, "1")
     assert float(mv.tags["test_average_precision"]) == 0.8
     model_info = mlflow.models.get_model_info(f"models:/{config.MODEL_NAME}/1")

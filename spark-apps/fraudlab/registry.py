@@ -169,6 +169,12 @@ def pr_curve_figure(table: list[dict[str, float]], title: str):
     return fig
 
 
+def _close(fig) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 def numeric_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     """The numbers of a nested metrics dict, flattened with ``_`` (booleans and strings left out)."""
     flat: dict[str, float] = {}
@@ -257,7 +263,6 @@ def log_training_run(
     ``test_average_precision`` is higher than the champion's.
     """
     import mlflow
-    import mlflow.data
     import mlflow.spark
 
     uri = configure(tracking_uri)
@@ -280,6 +285,7 @@ def log_training_run(
         if test_pr_table:
             fig = pr_curve_figure(test_pr_table, f"test PR curve (AP {metrics.get('test_average_precision', 0):.3f})")
             mlflow.log_figure(fig, "pr_curve_test.png")
+            _close(fig)
 
         model_uri = version = None
         promoted, previous_version, previous_value = False, None, None
