@@ -380,10 +380,23 @@ def test_cli_writes_the_with_id_variant(tmp_path: Path) -> None:
     assert output.read_bytes().startswith(b"id,date,step,customer,")
 
 
-def test_cli_logs_rows_frauds_and_time(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
-    _load_app().main(["--rows", "1000", "--output", str(tmp_path / "t.csv")])
-    message = caplog.records[-1].getMessage()
+def test_cli_logs_rows_frauds_and_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The app configures logging itself (to stderr, replacing root handlers), so read
+    # what it printed rather than pytest's log capture, and put the root logger back.
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        _load_app().main(["--rows", "1000", "--output", str(tmp_path / "t.csv")])
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "generate_transactions" in line]
+    assert lines, "the app logged nothing to stderr"
+    message = lines[-1]
+    assert "INFO" in message
     assert "1000 rows" in message and "12 frauds" in message and re.search(r"in \d+\.\d s", message)
 
 
