@@ -19,7 +19,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: help setup demo test bench bench-batch check-java clean services-fetch services-up services-down services-status
+.PHONY: help setup demo test bench bench-batch bench-streaming check-java clean services-fetch services-up services-down services-status chromium lab-up lab-down lab-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,14 +43,17 @@ $(STAMP): requirements.lock pyproject.toml
 demo: setup ## run the batch pipeline on local Spark: generate, prepare, fit, score, report
 	@$(PY) scripts/demo.py
 
-test: setup ## run the whole test suite
+test: setup chromium ## run the whole test suite
 	@echo "test: running pytest (the harness starts and stops the services it needs)"
 	@$(PY) -m pytest
 
-bench: bench-batch ## run every benchmark (the streaming benchmark joins with the streaming apps)
+bench: bench-batch bench-streaming ## run every benchmark; results in bench/results/
 
 bench-batch: setup ## batch benchmark: Spark MLlib against scikit-learn on full-size data
 	@$(PY) bench/batch.py
+
+bench-streaming: setup ## streaming benchmark on the real Kafka and Cassandra (started if not running)
+	@$(PY) bench/streaming.py
 
 services-fetch: setup ## fetch the Kafka, Cassandra and Spark-Kafka jars from Maven Central (once)
 	@$(PY) -m services.runner fetch
@@ -66,3 +69,15 @@ services-status: ## show whether the local services run
 
 clean: ## remove generated data and service state (keeps .venv)
 	rm -rf data/raw data/prepared data/models data/scored data/reports data/mlflow .lab/run spark-warehouse
+
+chromium: ## install Debian's chromium (headless page checks of the lab test) when it is missing
+	@bash scripts/install_chromium.sh
+
+lab-up: setup ## the Docker-free twin: Spark, Kafka, Cassandra, MLflow, Airflow, Jupyter on 127.0.0.1
+	@$(PY) -m services.lab up
+
+lab-down: setup ## stop the twin (Kafka/Cassandra only if lab-up started them)
+	@$(PY) -m services.lab down
+
+lab-status: setup ## show the twin's services, pids and readiness
+	@$(PY) -m services.lab status

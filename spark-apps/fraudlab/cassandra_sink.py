@@ -1,0 +1,336 @@
+"""Cassandra I/O of the stream classifier: write every scored transaction, read the customer history.
+
+Spark 4 has no Cassandra connector, so the stream writes with ``cassandra-driver``
+inside ``foreachBatch``: prepared statements run by ``execute_concurrent_with_args``
+(``concurrency`` requests in flight), timeouts and unavailable-node errors retried
+with exponential backoff for up to ``retry_seconds``, then
+:class:`CassandraSinkError`, which fails the Spark job, the micro-batch and the
+query: a row is never dropped silently. Every statement is an idempotent upsert
+(``INSERT`` of whole rows keyed by ``transaction_id``; a ``list`` column is
+replaced, not appended to), so retrying a statement or replaying a batch writes
+the same rows again.
+
+**Where the writes run: per partition on the executors** (``mapInArrow``, a
+``foreachPartition`` that hands back one small summary per partition for the
+latency figures), not on the driver through ``toLocalIterator()``. Each
+partition is written by its own Python worker, in parallel, the rows arrive as
+Arrow batches (no row-by-row pickling), no batch is ever held by the driver, and
+the same code scales from ``local[2]`` to a cluster. Python workers are reused
+between tasks (``spark.python.worker.reuse``, on by default), so the connection
+is opened once per worker process and cached here, not once per partition.
+
+**The history lookup runs on the driver**: a micro-batch's customers are looked
+up with a handful of ``IN`` queries (one per 100 customers that share the same
+step bounds), and the few rows that come back become a small local DataFrame
+(built from Arrow, no Spark job).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
+from typing import Any
+
+from pyspark.sql import DataFrame
+
+from fraudlab import config, streaming
+
+log = logging.getLogger(__name__)
+
+
+class CassandraSinkError(RuntimeError):
+    """Statements still failed when the retry budget ran out, or failed in a way a retry cannot fix."""
+
+
+@dataclass(frozen=True)
+class CassandraSettings:
+    """Where Cassandra is and how hard to try. Pickled into the Spark tasks."""
+
+    hosts: tuple[str, ...] = (config.CASSANDRA_HOST,)
+    port: int = config.CASSANDRA_PORT
+    keyspace: str = config.CASSANDRA_KEYSPACE
+    #: Requests in flight per Python worker.
+    concurrency: int = 48
+    #: Seconds before one request counts as timed out.
+    request_timeout_s: float = 10.0
+    #: Total seconds a statement set keeps being retried before the batch fails.
+    retry_seconds: float = 60.0
+    first_backoff_s: float = 0.2
+    max_backoff_s: float = 5.0
+    #: Rows written per round of concurrent statements (latency is measured per round).
+    chunk_rows: int = 500
+
+    def table(self, name: str) -> str:
+        return f"{self.keyspace}.{name}"
+
+
+@dataclass
+class WriteSummary:
+    """What one write of a batch did: rows, alerts, and each row's latency from its Kafka timestamp."""
+
+    rows: int = 0
+    alerts: int = 0
+    retries: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def merge(self, part: dict[str, Any]) -> None:
+        self.rows += part["rows"]
+        self.alerts += part["alerts"]
+        self.retries += part["retries"]
+        self.latencies_ms.extend(part["latencies_ms"])
+
+
+# --------------------------------------------------------------------------- statements
+
+
+def insert_cql(settings: CassandraSettings, table: str, columns: Sequence[str]) -> str:
+    """``INSERT INTO keyspace.table (c1, ...) VALUES (?, ...)``: an upsert of the whole row."""
+    return (f"INSERT INTO {settings.table(table)} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})")
+
+
+def history_sum_cql(settings: CassandraSettings) -> str:
+    """Per customer of a list: count and sum of the stored amounts before a step (server-side aggregates)."""
+    return (f"SELECT customer, count(amount), sum(amount) FROM {settings.table(streaming.HISTORY_TABLE)} "
+            "WHERE customer IN ? AND step < ? GROUP BY customer")
+
+
+def history_rows_cql(settings: CassandraSettings) -> str:
+    """The stored rows of a list of customers from one step to another, both included."""
+    return (f"SELECT customer, step, transaction_id, merchant, amount FROM {settings.table(streaming.HISTORY_TABLE)} "
+            "WHERE customer IN ? AND step >= ? AND step <= ?")
+
+
+#: Customers per IN query of the history lookup.
+CUSTOMERS_PER_QUERY = 100
+
+
+# --------------------------------------------------------------------------- sessions and retries
+
+#: One driver session per (hosts, port, timeout) in each Python process: opened by the first
+#: task a reused worker runs, kept for the next ones.
+_sessions: dict[tuple, Any] = {}
+_prepared: dict[tuple, Any] = {}
+_lock = threading.Lock()
+
+
+def session_for(settings: CassandraSettings):
+    """This process's cached driver session for ``settings`` (connecting on first use)."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import ExponentialReconnectionPolicy, RoundRobinPolicy
+
+    key = (settings.hosts, settings.port, settings.request_timeout_s)
+    with _lock:
+        session = _sessions.get(key)
+        if session is not None and not session.is_shutdown:
+            return session
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(),
+                                   request_timeout=settings.request_timeout_s)
+        cluster = Cluster(
+            list(settings.hosts),
+            port=settings.port,
+            protocol_version=5,
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            # A node that comes back is found within seconds, not the default's minutes.
+            reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
+            connect_timeout=settings.request_timeout_s,
+            control_connection_timeout=settings.request_timeout_s,
+            schema_metadata_enabled=False,  # prepared statements need no schema model
+        )
+        try:
+            session = cluster.connect()
+        except Exception:
+            cluster.shutdown()
+            raise
+        _sessions[key] = session
+        return session
+
+
+def _prepare(session, cql: str):
+    key = (id(session), cql)
+    statement = _prepared.get(key)
+    if statement is None:
+        statement = session.prepare(cql)
+        statement.is_idempotent = True  # upserts and reads: safe to run twice
+        _prepared[key] = statement
+    return statement
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Timeouts, unavailable or unreachable nodes: yes. Bad statements or values: no."""
+    from cassandra import RequestValidationException
+
+    return not isinstance(error, (RequestValidationException, TypeError, ValueError, KeyError))
+
+
+def run_statements(
+    settings: CassandraSettings,
+    cql: str,
+    parameters: Sequence[Sequence[Any]],
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+    session_factory: Callable[[CassandraSettings], Any] = session_for,
+) -> tuple[list[Any], int]:
+    """Run ``cql`` once per parameter tuple, concurrently; retry what failed. Returns ``(results, retries)``.
+
+    Failed statements (and a failed connect or prepare) are retried with
+    exponential backoff from ``first_backoff_s`` to ``max_backoff_s`` until
+    ``retry_seconds`` have passed; then, or at once for an error a retry cannot
+    fix, :class:`CassandraSinkError` is raised.
+    """
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    results: list[Any] = [None] * len(parameters)
+    pending = list(range(len(parameters)))
+    deadline = time.monotonic() + settings.retry_seconds
+    attempt = 0
+    while pending:
+        failures: list[tuple[int, BaseException]] = []
+        try:
+            session = session_factory(settings)
+            statement = _prepare(session, cql)
+            outcomes = execute_concurrent_with_args(
+                session, statement, [parameters[i] for i in pending],
+                concurrency=settings.concurrency, raise_on_first_error=False, results_generator=False,
+            )  # fmt: skip
+            for index, (ok, result) in zip(pending, outcomes):
+                if ok:
+                    results[index] = result
+                else:
+                    failures.append((index, result))
+        except Exception as exc:  # noqa: BLE001 - connect/prepare failures count for every statement
+            failures = [(index, exc) for index in pending]
+        fatal = next((exc for _, exc in failures if not is_retryable(exc)), None)
+        if fatal is not None:
+            raise CassandraSinkError(f"{what}: {fatal!r} (not retryable)") from fatal
+        if not failures:
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            first = failures[0][1]
+            raise CassandraSinkError(
+                f"{what}: {len(failures)} of {len(parameters)} statements still failing after "
+                f"{attempt + 1} attempts in {settings.retry_seconds:.0f} s; last error {first!r}"
+            ) from first
+        backoff = min(settings.max_backoff_s, settings.first_backoff_s * 2**attempt, remaining)
+        log.warning("%s: %d of %d statements failed (%r), retry %d in %.1f s",
+                    what, len(failures), len(parameters), failures[0][1], attempt + 1, backoff)
+        sleep(backoff)
+        attempt += 1
+        pending = [index for index, _ in failures]
+    return results, attempt
+
+
+# --------------------------------------------------------------------------- per-partition work
+
+
+def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+WRITE_SUMMARY_SCHEMA = "rows long, alerts long, retries long, latencies_ms array<double>"
+
+
+def write_partition(batches: Iterable[Any], settings: CassandraSettings) -> Iterator[Any]:
+    """Write one partition of :func:`fraudlab.streaming.cassandra_rows` (Arrow batches); yield one summary.
+
+    Each chunk upserts its rows into ``customer_history`` and
+    ``scored_transactions`` and its alerts into ``alerts_by_day``; a row's
+    latency is the chunk's completion time minus the row's Kafka timestamp.
+    """
+    import pyarrow as pa
+
+    statements = [
+        (streaming.HISTORY_TABLE, streaming.HISTORY_TABLE_COLUMNS, None),
+        (streaming.SCORED_TABLE, streaming.SCORED_TABLE_COLUMNS, None),
+        (streaming.ALERTS_TABLE, streaming.ALERT_TABLE_COLUMNS, "is_alert"),
+    ]
+    summary = {"rows": 0, "alerts": 0, "retries": 0, "latencies_ms": []}
+    for batch in batches:
+        for chunk in _chunks(batch.to_pylist(), settings.chunk_rows):
+            for table, columns, only_if in statements:
+                values = [tuple(row[c] for c in columns) for row in chunk if only_if is None or row[only_if]]
+                if not values:
+                    continue
+                _, retries = run_statements(settings, insert_cql(settings, table, columns), values,
+                                            f"write {len(values)} rows to {settings.table(table)}")
+                summary["retries"] += retries
+            done_ms = time.time() * 1000.0
+            summary["rows"] += len(chunk)
+            summary["alerts"] += sum(1 for row in chunk if row["is_alert"])
+            summary["latencies_ms"].extend(
+                done_ms - row["kafka_timestamp_ms"] for row in chunk if row["kafka_timestamp_ms"] is not None)
+    yield pa.RecordBatch.from_pylist([summary], schema=pa.schema([
+        ("rows", pa.int64()), ("alerts", pa.int64()), ("retries", pa.int64()),
+        ("latencies_ms", pa.list_(pa.float64()))]))
+
+
+def fetch_history(requests: Sequence[Any], settings: CassandraSettings) -> list[tuple]:
+    """Rows of :data:`fraudlab.streaming.STORED_HISTORY_SCHEMA` for :func:`fraudlab.streaming.history_requests` rows.
+
+    Customers sharing the same step bounds are asked together, up to
+    :data:`CUSTOMERS_PER_QUERY` per query: one aggregate for the count and sum
+    before ``context_from_step``, one range read for the rows from there to
+    ``context_to_step``.
+    """
+    sums: dict[int, list[str]] = {}
+    ranges: dict[tuple[int, int], list[str]] = {}
+    for r in requests:
+        sums.setdefault(int(r["context_from_step"]), []).append(r["customer"])
+        ranges.setdefault((int(r["context_from_step"]), int(r["context_to_step"])), []).append(r["customer"])
+    sum_params = [(customers[i:i + CUSTOMERS_PER_QUERY], first)
+                  for first, customers in sums.items() for i in range(0, len(customers), CUSTOMERS_PER_QUERY)]
+    range_params = [(customers[i:i + CUSTOMERS_PER_QUERY], first, last)
+                    for (first, last), customers in ranges.items()
+                    for i in range(0, len(customers), CUSTOMERS_PER_QUERY)]
+    if not sum_params:
+        return []
+    sum_results, _ = run_statements(settings, history_sum_cql(settings), sum_params,
+                                    f"read history sums of {len(requests)} customers")
+    range_results, _ = run_statements(settings, history_rows_cql(settings), range_params,
+                                      f"read history rows of {len(requests)} customers")
+    out: list[tuple] = []
+    for (_, first), result in zip(sum_params, sum_results):
+        for customer, count, amount_sum in result:
+            if count:
+                out.append((customer, first - 1, None, None, None, int(count), float(amount_sum)))
+    for result in range_results:
+        out.extend((row.customer, row.step, row.transaction_id, row.merchant, row.amount, 1, row.amount)
+                   for row in result)
+    return out
+
+
+# --------------------------------------------------------------------------- DataFrame entry points
+
+
+def read_history(requests: DataFrame, settings: CassandraSettings) -> DataFrame:
+    """The stored history for :func:`fraudlab.streaming.history_requests` (an action: collects the requests).
+
+    Returns a small local DataFrame of :data:`fraudlab.streaming.STORED_HISTORY_SCHEMA`.
+    """
+    import pyarrow as pa
+
+    rows = fetch_history(requests.collect(), settings)
+    names = streaming.STORED_HISTORY_SCHEMA.fieldNames()
+    types = [pa.string(), pa.int32(), pa.string(), pa.string(), pa.float64(), pa.int64(), pa.float64()]
+    table = pa.table({name: pa.array([row[i] for row in rows], type=types[i]) for i, name in enumerate(names)})
+    return requests.sparkSession.createDataFrame(table, schema=streaming.STORED_HISTORY_SCHEMA)
+
+
+def write_rows(rows: DataFrame, settings: CassandraSettings) -> WriteSummary:
+    """Write :func:`fraudlab.streaming.cassandra_rows` to the three tables (an action); raise on failure.
+
+    One writer per partition of ``rows``.
+    """
+    summary = WriteSummary()
+    parts = rows.mapInArrow(partial(write_partition, settings=settings), WRITE_SUMMARY_SCHEMA).collect()
+    for part in parts:
+        summary.merge(part.asDict())
+    return summary

@@ -1,0 +1,378 @@
+"""The stream end to end against the real Kafka and Cassandra: replay, classify, crash, lose Cassandra.
+
+Nothing is mocked. The module replays 600 generated BankSim rows (plus two bad
+CSV lines, which must be quarantined, never sent) into its own transactions
+topic with ``stream_csv_to_kafka.py``, then injects malformed messages with
+kafka-python. Each test runs ``classify_stream.py`` through spark-submit into
+its own keyspace (the lab's schema, created per test), its own alerts and
+dead-letter topics and a fresh checkpoint, and then counts what arrived:
+
+* exactly the 600 transactions in ``scored_transactions`` (by the ids sent), with
+  the batch scorer's scores; the alerts topic holding exactly the rows whose
+  ``fraud_score`` reaches the threshold; every malformed message in the
+  dead-letter topic with its reason and original bytes;
+* after a SIGKILL in the middle of the stream and a restart from the same
+  checkpoint: still exactly 600 rows, none twice, history not double counted;
+* after Cassandra goes away during the stream: the query fails (it never drops
+  rows), and a restart once Cassandra is back leaves nothing missing.
+
+Run: ``.venv/bin/python -m pytest tests/streaming/test_streaming_e2e.py``
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from fraudlab import generator, io, model, scoring
+from fraudlab.config import DetectionConfig
+from fraudlab.parsing import parse_header, parse_lines
+from fraudlab.schemas import PREPARED_SCHEMA
+from services import runner
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+ROWS = 600
+MODEL_THRESHOLD = 0.5
+ALERT_THRESHOLD = DetectionConfig().alert_threshold
+BAD_CSV_LINES = ["0,'C1','4','M','28007'", "3,'C1','4','M','28007','M1','28007','es_food',-2.00,0"]
+APP_TIMEOUT = 900
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def _good_message(transaction_id: str) -> dict:
+    return {"transaction_id": transaction_id, "step": 5, "customer": "C1093826151", "age": "4", "gender": "M",
+            "zipcode_ori": "28007", "merchant": "M348934600", "zip_merchant": "28007",
+            "category": "es_transportation", "amount": 4.55, "fraud": 0, "event_time": "2024-01-06T00:00:00.000Z"}
+
+
+def _without(message: dict, field: str) -> dict:
+    return {k: v for k, v in message.items() if k != field}
+
+
+#: key -> (value bytes, the reason the dead letter must give)
+MALFORMED = {
+    b"bad-not-json": (b"definitely { not json", "not a JSON object"),
+    b"bad-missing": (json.dumps(_without(_good_message("bad-missing"), "amount")).encode(),
+                     "missing field(s): amount"),
+    b"bad-type": (json.dumps({**_good_message("bad-type"), "amount": "a lot"}).encode(), "amount is not numeric"),
+    b"bad-category": (json.dumps({**_good_message("bad-category"), "category": "es_casino"}).encode(),
+                      "category is unknown"),
+    b"bad-negative": (json.dumps({**_good_message("bad-negative"), "amount": -12.5}).encode(), "amount is negative"),
+    b"bad-empty": (b"", "empty message"),
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _jars_args(jars: list[str]) -> list[str]:
+    return ["--jars", ",".join(jars)]
+
+
+def _create_topics(names_partitions: dict[str, int]) -> None:
+    from kafka.admin import NewTopic
+
+    admin = runner.kafka_admin(30)
+    try:
+        admin.create_topics([NewTopic(n, num_partitions=p, replication_factor=1) for n, p in names_partitions.items()],
+                            timeout_ms=30_000)
+        admin.wait_for_topics(list(names_partitions), timeout_ms=30_000)
+    finally:
+        admin.close()
+
+
+def _delete_topics(names: list[str]) -> None:
+    admin = runner.kafka_admin(30)
+    try:
+        admin.delete_topics(names, timeout_ms=30_000)
+    except Exception:  # noqa: BLE001 - cleanup only
+        pass
+    finally:
+        admin.close()
+
+
+def read_topic(bootstrap: str, topic: str) -> list:
+    """Every record of ``topic``, from the beginning to the end offsets at call time."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        records, deadline = [], time.monotonic() + 60
+        while any(consumer.position(tp) < end[tp] for tp in partitions) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=1000).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def _keyspace_statements(keyspace: str) -> list[str]:
+    return [re.sub(r"\bfraudlab\b", keyspace, s) for s in runner.cql_statements()]
+
+
+def cassandra_rows(keyspace: str, table: str, columns: str) -> list:
+    with runner.cassandra_session(30) as session:
+        return list(session.execute(f"SELECT {columns} FROM {keyspace}.{table}"))
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def model_dir(spark, tmp_path_factory) -> Path:
+    """A logistic regression fitted on other generated rows, saved as fit_model.py saves one."""
+    from pyspark.ml.classification import LogisticRegression
+
+    data = generator.generate(4_000, seed=3)
+    start = dt.datetime(2024, 1, 1)
+    rows = [(f"train{i}", int(r.step), r.customer, r.age, r.gender, r.zipcodeOri, r.merchant, r.zipMerchant,
+             r.category, float(r.amount), int(r.fraud), start + dt.timedelta(days=int(r.step)),
+             (start + dt.timedelta(days=int(r.step))).strftime("%Y-%m"))
+            for i, r in enumerate(data.itertuples())]
+    train = spark.createDataFrame(rows, PREPARED_SCHEMA).cache()
+    fitted = model.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), model.category_stats(train)).fit(
+        model.add_class_weight(model.model_input(train)))
+    out = tmp_path_factory.mktemp("stream_model") / "fraud_model"
+    fitted.write().overwrite().save(str(out))
+    (out / "metrics.json").write_text(json.dumps({"threshold": MODEL_THRESHOLD}))
+    train.unpersist()
+    return out
+
+
+@pytest.fixture(scope="module")
+def replayed(spark, spark_submit, kafka_service, spark_kafka_jars, model_dir, tmp_path_factory) -> dict:
+    """600 rows replayed into a fresh topic, malformed messages injected; what batch scoring makes of the rows."""
+    from kafka import KafkaProducer
+
+    root = tmp_path_factory.mktemp("stream_input")
+    csv_file = root / "transactions.csv"
+    generator.write_sample(csv_file, rows=ROWS, seed=11)
+    with csv_file.open("ab") as out:
+        out.write("".join(f"{line}\r\n" for line in BAD_CSV_LINES).encode())
+    topic = f"stream_e2e_tx_{uuid.uuid4().hex[:8]}"
+    _create_topics({topic: 2})
+    try:
+        done = spark_submit(
+            "stream_csv_to_kafka.py", "--input", str(csv_file), "--topic", topic,
+            "--bootstrap-servers", kafka_service.bootstrap_servers, "--quarantine", str(root / "quarantine"),
+            extra_submit_args=_jars_args(spark_kafka_jars), timeout=APP_TIMEOUT,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        metrics = json.loads((root / "quarantine" / "_metrics.json").read_text())
+
+        producer = KafkaProducer(bootstrap_servers=kafka_service.bootstrap_servers, acks="all")
+        for key, (value, _) in MALFORMED.items():
+            producer.send(topic, key=key, value=value)
+        producer.flush(30)
+        producer.close()
+
+        header = csv_file.read_text().splitlines()[0]
+        prepared, _ = parse_lines(io.read_lines(spark, str(csv_file)), parse_header(header))
+        from pyspark.ml import PipelineModel
+
+        scored = scoring.score_claims(PipelineModel.load(str(model_dir)), prepared, DetectionConfig(),
+                                      MODEL_THRESHOLD).select("transaction_id", "fraud_score").collect()
+        yield {"topic": topic, "csv": csv_file, "metrics": metrics,
+               "batch_scores": {r["transaction_id"]: r["fraud_score"] for r in scored}}
+    finally:
+        _delete_topics([topic])
+
+
+@pytest.fixture
+def sink(cassandra_service, kafka_service, spark_submit, tmp_path) -> dict:
+    """This test's keyspace (the lab's schema), alerts and dead-letter topics, checkpoint and log folder."""
+    suffix = uuid.uuid4().hex[:8]
+    keyspace = f"stream_e2e_{suffix}"
+    with runner.cassandra_session(60) as session:
+        for statement in _keyspace_statements(keyspace):
+            session.execute(statement)
+    alerts, dead = f"stream_e2e_alerts_{suffix}", f"stream_e2e_dlq_{suffix}"
+    _create_topics({alerts: 1, dead: 1})
+    yield {"keyspace": keyspace, "alerts": alerts, "dead": dead, "checkpoint": tmp_path / "checkpoint",
+           "bootstrap": kafka_service.bootstrap_servers, "logs": tmp_path, "submit": spark_submit}
+    _delete_topics([alerts, dead])
+    if runner.running_pid("cassandra") is not None:
+        with runner.cassandra_session(60) as session:
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def classifier_args(replayed: dict, sink: dict, model_dir: Path, *extra: str) -> list[str]:
+    return [
+        "--model", str(model_dir), "--topic", replayed["topic"], "--alerts-topic", sink["alerts"],
+        "--dead-letter-topic", sink["dead"], "--bootstrap-servers", sink["bootstrap"],
+        "--keyspace", sink["keyspace"], "--checkpoint", str(sink["checkpoint"]),
+        "--alert-threshold", str(ALERT_THRESHOLD), *extra,
+    ]  # fmt: skip
+
+
+def classify_available_now(replayed, sink, model_dir, jars, *extra: str) -> subprocess.CompletedProcess:
+    done = sink["submit"]("classify_stream.py", *classifier_args(replayed, sink, model_dir, "--available-now", *extra),
+                          extra_submit_args=_jars_args(jars), timeout=APP_TIMEOUT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def start_classifier(replayed, sink, model_dir, jars, log_name: str, *extra: str) -> tuple[subprocess.Popen, Path]:
+    """The classifier in continuous mode, in its own process group (so a kill takes the Python driver too)."""
+    log_path = sink["logs"] / log_name
+    cmd = [str(VENV_BIN / "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false",
+           *_jars_args(jars), str(REPO / "spark-apps" / "classify_stream.py"),
+           *classifier_args(replayed, sink, model_dir, "--trigger-interval", "1 second", *extra)]
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+    return proc, log_path
+
+
+def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"classifier exited ({proc.returncode}) before {what}:\n{_tail(log)}")
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n{_tail(log) if log else ''}")
+
+
+def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal the classifier's own process group (spark-submit's JVM and its Python driver)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+    proc.wait(timeout=60)
+
+
+def batch_files(checkpoint: Path, folder: str) -> set[int]:
+    path = checkpoint / folder
+    return {int(p.name) for p in path.iterdir() if p.name.isdigit()} if path.is_dir() else set()
+
+
+def scored_ids(keyspace: str) -> list[str]:
+    return [r.transaction_id for r in cassandra_rows(keyspace, "scored_transactions", "transaction_id")]
+
+
+def assert_every_transaction_once(replayed: dict, keyspace: str) -> dict[str, float]:
+    """Exactly the replayed transactions in scored_transactions and in the history, none twice."""
+    scored = cassandra_rows(keyspace, "scored_transactions", "transaction_id, fraud_score")
+    ids = [r.transaction_id for r in scored]
+    assert len(ids) == ROWS, f"{len(ids)} rows in scored_transactions, expected {ROWS}"
+    assert set(ids) == set(replayed["batch_scores"])
+    history = [r.transaction_id for r in cassandra_rows(keyspace, "customer_history", "transaction_id")]
+    assert sorted(history) == sorted(ids), "customer_history must hold each transaction exactly once"
+    return {r.transaction_id: r.fraud_score for r in scored}
+
+
+def assert_alerts_match(sink: dict, scores: dict[str, float]) -> None:
+    """The alerts topic holds (by key) exactly the transactions whose score reaches the threshold."""
+    expected = {tid for tid, score in scores.items() if score >= ALERT_THRESHOLD}
+    records = read_topic(sink["bootstrap"], sink["alerts"])
+    keys = {r.key.decode() for r in records}
+    assert expected, "the data should produce some alerts"
+    assert keys == expected
+    for record in records:
+        body = json.loads(record.value)
+        assert body["transaction_id"] == record.key.decode()
+        assert body["fraud_score"] == pytest.approx(scores[body["transaction_id"]], rel=1e-12)
+        assert isinstance(body["reasons"], list)
+    in_table = {r.transaction_id for r in cassandra_rows(sink["keyspace"], "alerts_by_day", "transaction_id")}
+    assert in_table == expected
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_replay_sends_valid_rows_and_quarantines_bad_ones(replayed, kafka_service):
+    metrics = replayed["metrics"]
+    assert (metrics["rows_in"], metrics["rows_sent"], metrics["rows_quarantined"]) == (ROWS + 2, ROWS, 2)
+    records = read_topic(kafka_service.bootstrap_servers, replayed["topic"])
+    sent = {r.key.decode() for r in records if not r.key.startswith(b"bad-")}
+    assert sent == set(replayed["batch_scores"])
+    assert len(records) == ROWS + len(MALFORMED)
+
+
+def test_stream_scores_every_row_once_sends_alerts_and_dead_letters(replayed, sink, model_dir, spark_kafka_jars):
+    classify_available_now(replayed, sink, model_dir, spark_kafka_jars)
+
+    scores = assert_every_transaction_once(replayed, sink["keyspace"])
+    # One micro-batch in event order: the stream's features and scores are the batch scorer's.
+    mismatched = {tid for tid, score in scores.items() if abs(score - replayed["batch_scores"][tid]) > 1e-9}
+    assert not mismatched, f"{len(mismatched)} stream scores differ from batch scoring"
+    assert_alerts_match(sink, scores)
+
+    dead = {r.key: json.loads(r.value) for r in read_topic(sink["bootstrap"], sink["dead"])}
+    assert set(dead) == set(MALFORMED)
+    for key, (value, reason) in MALFORMED.items():
+        assert reason in dead[key]["reason"]
+        assert base64.b64decode(dead[key]["value_base64"]) == value
+        assert dead[key]["source_topic"] == replayed["topic"]
+
+
+def test_killed_classifier_restarts_from_its_checkpoint_without_loss_or_duplicates(
+        replayed, sink, model_dir, spark_kafka_jars):
+    proc, log = start_classifier(replayed, sink, model_dir, spark_kafka_jars, "first_run.log",
+                                 "--max-offsets-per-trigger", "150")
+    try:
+        # Kill as soon as a second batch is planned: batch 0 committed, batch 1 in flight.
+        wait_for(lambda: 0 in batch_files(sink["checkpoint"], "commits")
+                 and 1 in batch_files(sink["checkpoint"], "offsets"), 600, "the first commit", proc, log)
+    finally:
+        kill_group(proc)
+    in_flight = batch_files(sink["checkpoint"], "offsets") - batch_files(sink["checkpoint"], "commits")
+    before_restart = len(scored_ids(sink["keyspace"]))
+    assert 0 < before_restart < ROWS
+
+    done = classify_available_now(replayed, sink, model_dir, spark_kafka_jars)
+
+    output = done.stdout + done.stderr  # spark-submit passes the driver's stderr on to its stdout
+    for batch_id in in_flight:  # the batch that was cut off ran again from its logged offsets
+        assert re.search(rf"batch {batch_id}: \d+ rows", output), output[-3000:]
+    scores = assert_every_transaction_once(replayed, sink["keyspace"])
+    assert_alerts_match(sink, scores)
+
+
+def test_classifier_fails_without_cassandra_and_a_restart_loses_nothing(
+        replayed, sink, model_dir, spark_kafka_jars, cassandra_service):
+    proc, log = start_classifier(replayed, sink, model_dir, spark_kafka_jars, "cassandra_down.log",
+                                 "--max-offsets-per-trigger", "50", "--write-retry-seconds", "10")
+    try:
+        wait_for(lambda: 0 in batch_files(sink["checkpoint"], "commits"), 600, "the first commit", proc, log)
+        runner.down(["cassandra"])
+        try:
+            proc.wait(timeout=300)  # retries for 10 s, then the batch and the query fail
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the classifier kept running without Cassandra:\n{_tail(log)}")
+    finally:
+        kill_group(proc)
+        runner.up(["cassandra"])
+    assert proc.returncode != 0
+    assert "CassandraSinkError" in log.read_text(errors="replace")
+    committed = max(batch_files(sink["checkpoint"], "commits"))
+    assert committed < max(batch_files(sink["checkpoint"], "offsets")), "the failed batch must not be committed"
+
+    classify_available_now(replayed, sink, model_dir, spark_kafka_jars)
+
+    scores = assert_every_transaction_once(replayed, sink["keyspace"])
+    assert_alerts_match(sink, scores)
