@@ -66,6 +66,8 @@ def test_fit_model_writes_model_metrics_drift_reference_and_registers_the_champi
     assert metrics["model_type"] == best["model_type"]
     assert metrics["threshold"] == best["validation_threshold"]["threshold"]  # chosen on validation, not test
     assert metrics["gate"]["passed"] is True
+    importances = [f["importance"] for f in metrics["feature_importances"]]
+    assert importances == sorted(importances, reverse=True)  # empty for a logistic regression
 
     # the saved model reproduces the reported test figures
     pipeline_model = PipelineModel.load(str(model_dir))

@@ -1,0 +1,1 @@
+"""Notebook tests: the three notebooks executed headless, and the helpers they call."""
