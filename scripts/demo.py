@@ -137,8 +137,13 @@ def summary(data: Path, prepared: Path, model_dir: Path, scored: Path, reports: 
         f" outputs       {data}",
         "=" * 64,
     ]
-    if report:
-        lines.insert(-3, f"               {report.get('summary', '')}")
+    month_figures = report.get("summary") if isinstance(report.get("summary"), dict) else {}
+    if month_figures:
+        lines.insert(-3, (
+            f"               {fmt(month_figures.get('claims'), ',')} claims, "
+            f"{fmt(month_figures.get('flagged'), ',')} flagged ({fmt(month_figures.get('high_risk'), ',')} high risk), "
+            f"fraud recall {fmt(month_figures.get('fraud_recall'))}, alert precision "
+            f"{fmt(month_figures.get('alert_precision'))}"))
     return "\n".join(lines)
 
 

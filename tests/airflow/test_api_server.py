@@ -78,12 +78,13 @@ def test_token_needs_the_right_password(services, api):
     assert status == 401
 
 
-def test_dag_list_holds_the_batch_dags(services, token, api):
+def test_dag_list_holds_every_dag(services, token, api):
     status, body = api("GET", f"{services.base_url}/api/v2/dags?limit=100", token)
     assert status == 200
     dags = {d["dag_id"]: d for d in body["dags"]}
-    assert {"fraud_batch_local", "fraud_batch_emr", "fraud_monthly_report"} <= set(dags)
-    assert all(dags[d]["owners"] == ["fraudlab"] for d in ("fraud_batch_local", "fraud_batch_emr"))
+    expected = {"fraud_batch_local", "fraud_batch_emr", "fraud_monthly_report", "fraud_streaming"}
+    assert expected <= set(dags)
+    assert all(dags[d]["owners"] == ["fraudlab"] for d in expected)
 
 
 def test_triggered_run_succeeds(triggered_run, services):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from types import SimpleNamespace
 
 import pendulum
 import pytest
@@ -39,9 +40,19 @@ EXPECTED_GRAPHS = {
         "package_fraudlab": {"monthly_report"},
         "monthly_report": set(),
     },
+    "fraud_streaming": {
+        "package_fraudlab": {"stream_csv_to_kafka", "classify_stream"},
+        "topic_offsets_before": {"stream_csv_to_kafka", "check_cassandra"},
+        "stream_csv_to_kafka": {"topic_offsets_after"},
+        # The range is closed before the classifier starts, so its available-now run covers it.
+        "topic_offsets_after": {"classify_stream", "check_cassandra"},
+        "classify_stream": {"check_cassandra"},
+        "check_cassandra": set(),
+    },
 }
 SPARK_APPS_RUN = ("prepare_data", "fit_model", "score_claims", "monthly_report")
-PATH_FLAGS = ("--input", "--output", "--quarantine", "--model-dir", "--model")
+PATH_FLAGS = ("--input", "--output", "--quarantine", "--model-dir", "--model", "--metrics", "--checkpoint",
+              "--progress-file")
 
 
 def dag_call(path: Path) -> ast.Call:
@@ -201,3 +212,39 @@ def test_monthly_schedule_is_the_six_banksim_months(dagbag):
 def test_monthly_report_month_is_the_data_interval_month(dagbag):
     args = dagbag.dags["fraud_monthly_report"].task_dict["monthly_report"].application_args
     assert args[args.index("--month") + 1] == "{{ data_interval_start.strftime('%Y-%m') }}"
+
+
+def test_streaming_dag_replays_then_classifies_available_now(dagbag):
+    dag = dagbag.dags["fraud_streaming"]
+    assert [t.task_id for t in spark_tasks(dag)] == ["stream_csv_to_kafka", "classify_stream"]
+    assert dag.schedule is None and dag.catchup is False
+    assert dag.max_active_runs == 1, "the runs share the classifier's checkpoint"
+    replay, classify = (dag.task_dict[t] for t in ("stream_csv_to_kafka", "classify_stream"))
+    assert replay.application_args[replay.application_args.index("--limit") + 1] == "{{ params.rows }}"
+    assert "--available-now" in classify.application_args
+    for task in (replay, classify):
+        assert task.jars == "{{ spark_kafka_jars() }}", "the connector jars are found when the task runs"
+        args = task.application_args
+        assert args[args.index("--bootstrap-servers") + 1] == "{{ kafka_bootstrap() }}"
+        assert args[args.index("--topic") + 1] == "{{ params.topic }}"
+    args = classify.application_args
+    assert args[args.index("--keyspace") + 1] == "{{ params.keyspace }}"
+    assert args[args.index("--model") + 1] == "{{ params.model_uri }}"
+    assert dag.params["model_uri"] == "models:/fraudlab_fraud_classifier@champion"
+
+
+def test_streaming_endpoints_come_from_connections_else_the_lab_defaults(dagbag, monkeypatch):
+    from fraudlab import config
+
+    # The DAG file's own functions, as the tasks call them.
+    module = SimpleNamespace(**dagbag.dags["fraud_streaming"].task_dict["check_cassandra"].python_callable.__globals__)
+    monkeypatch.delenv("AIRFLOW_CONN_KAFKA_DEFAULT", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_CASSANDRA_DEFAULT", raising=False)
+    assert module.kafka_bootstrap() == config.KAFKA_BOOTSTRAP
+    assert (module.cassandra_hosts(), module.cassandra_port()) == ([config.CASSANDRA_HOST], config.CASSANDRA_PORT)
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT",
+                       '{"conn_type": "kafka", "extra": {"bootstrap.servers": "kafka:19092"}}')
+    monkeypatch.setenv("AIRFLOW_CONN_CASSANDRA_DEFAULT",
+                       '{"conn_type": "cassandra", "host": "cassandra", "port": 9142, "schema": "fraudlab"}')
+    assert module.kafka_bootstrap() == "kafka:19092"
+    assert (module.cassandra_hosts(), module.cassandra_port()) == (["cassandra"], 9142)
