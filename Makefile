@@ -19,7 +19,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: help setup demo test bench bench-batch bench-streaming check-java clean services-fetch services-up services-down services-status chromium lab-up lab-down lab-status
+.PHONY: help setup demo test up down bench bench-batch bench-streaming check-java clean services-fetch services-up services-down services-status chromium lab-up lab-down lab-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -66,6 +66,14 @@ services-down: ## stop the local Kafka and Cassandra
 
 services-status: ## show whether the local services run
 	@$(PY) -m services.runner status
+
+COMPOSE := docker compose -f docker-compose.yml -f airflow-compose.yaml
+
+up: ## start the compose stack with Airflow (needs a Docker engine): builds the images on first use
+	$(COMPOSE) up -d --build
+
+down: ## stop the compose stack (volumes kept; add -v by hand to forget them)
+	$(COMPOSE) down
 
 clean: ## remove generated data and service state (keeps .venv)
 	rm -rf data/raw data/prepared data/models data/scored data/reports data/mlflow .lab/run spark-warehouse

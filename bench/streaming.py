@@ -49,7 +49,6 @@ import json
 import logging
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -113,34 +112,6 @@ def spark_submit(app: str, *args: str, jars: list[str], log_path: Path, backgrou
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
         raise RuntimeError(f"{app} exited with {code}:\n{tail}")
     return proc
-
-
-def create_topics(topics: dict[str, int]) -> None:
-    from kafka.admin import NewTopic
-
-    admin = runner.kafka_admin(30)
-    try:
-        admin.create_topics([NewTopic(n, num_partitions=p, replication_factor=1) for n, p in topics.items()],
-                            timeout_ms=30_000)
-        admin.wait_for_topics(list(topics), timeout_ms=30_000)
-    finally:
-        admin.close()
-
-
-def delete_topics(names: list[str]) -> None:
-    admin = runner.kafka_admin(30)
-    try:
-        admin.delete_topics(names, timeout_ms=30_000)
-    except Exception as exc:  # noqa: BLE001 - cleanup only
-        log.warning("could not delete topics %s: %r", names, exc)
-    finally:
-        admin.close()
-
-
-def create_keyspace(keyspace: str) -> None:
-    with runner.cassandra_session(60) as session:
-        for statement in runner.cql_statements():
-            session.execute(re.sub(r"\bfraudlab\b", keyspace, statement))
 
 
 def fit_model(target: Path, seed: int) -> Path:
@@ -273,10 +244,10 @@ def run(args: argparse.Namespace) -> dict:
     topics = {"replay": f"bench_replay_{run_id}", "tx": f"bench_tx_{run_id}", "lat": f"bench_lat_{run_id}",
               "rowwise": f"bench_rowwise_{run_id}", "alerts": f"bench_alerts_{run_id}", "dlq": f"bench_dlq_{run_id}"}
     keyspaces = {"throughput": f"bench_tp_{run_id}", "latency": f"bench_lat_{run_id}"}
-    create_topics({topics["replay"]: 2, topics["tx"]: 2, topics["lat"]: 2, topics["rowwise"]: 2,
+    runner.create_topics({topics["replay"]: 2, topics["tx"]: 2, topics["lat"]: 2, topics["rowwise"]: 2,
                    topics["alerts"]: 1, topics["dlq"]: 1})
     for keyspace in keyspaces.values():
-        create_keyspace(keyspace)
+        runner.create_keyspace(keyspace)
     try:
         csv_path = generator.write_sample(work / "transactions.csv", rows=args.replay_rows, seed=args.seed)
         model_dir = Path(args.model) if args.model else fit_model(work / "model", args.seed)
@@ -300,7 +271,7 @@ def run(args: argparse.Namespace) -> dict:
 
         # 2. Throughput: a plain consumer, then the classifier, on the same topic.
         replayed, replay_read_s = topic_records(bootstrap, topics["replay"])
-        copied = copy_topic(bootstrap, replayed, topics["tx"], args.rows)
+        copy_topic(bootstrap, replayed, topics["tx"], args.rows)
         del replayed
         records, consumer_seconds = topic_records(bootstrap, topics["tx"])
         consumer_rate = len(records) / consumer_seconds
@@ -392,10 +363,9 @@ def run(args: argparse.Namespace) -> dict:
         }
         return result
     finally:
-        delete_topics(list(topics.values()))
-        with runner.cassandra_session(60) as session:
-            for keyspace in keyspaces.values():
-                session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        runner.delete_topics(topics.values())
+        for keyspace in keyspaces.values():
+            runner.drop_keyspace(keyspace)
 
 
 def _round(value: float | None) -> float | None:

@@ -133,7 +133,7 @@ def summary(data: Path, prepared: Path, model_dir: Path, scored: Path, reports: 
         f"{fmt(score.get('flagged'), ',')} flagged, {fmt(score.get('high_risk'), ',')} high risk, "
         f"{fmt(score.get('duplicates'), ',')} duplicates",
         f" report        {month}: {report_dir}",
-        f" timings (s)   " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + f"; total {total:.0f}",
+        " timings (s)   " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + f"; total {total:.0f}",
         f" outputs       {data}",
         "=" * 64,
     ]

@@ -623,6 +623,38 @@ def apply_topics() -> dict[str, int]:
     return wanted
 
 
+def create_topics(partitions: dict[str, int], timeout: float = 30.0) -> None:
+    """Create topics (name -> partition count) on the lab broker and wait until they exist."""
+    from kafka.admin import NewTopic
+
+    ms = int(timeout * 1000)
+    admin = kafka_admin(timeout)
+    try:
+        admin.create_topics(
+            [NewTopic(name, num_partitions=count, replication_factor=1) for name, count in partitions.items()],
+            timeout_ms=ms,
+        )
+        admin.wait_for_topics(list(partitions), timeout_ms=ms)
+    finally:
+        admin.close()
+
+
+def delete_topics(names: Iterable[str], timeout: float = 30.0) -> None:
+    """Delete topics (clean-up of scratch topics): a failure is logged, never raised."""
+    names = list(names)
+    try:
+        admin = kafka_admin(timeout)
+    except Exception as exc:  # noqa: BLE001 - clean-up only: the broker may be gone already
+        log.warning("kafka: could not delete topics %s: %r", names, exc)
+        return
+    try:
+        admin.delete_topics(names, timeout_ms=int(timeout * 1000))
+    except Exception as exc:  # noqa: BLE001 - clean-up only
+        log.warning("kafka: could not delete topics %s: %r", names, exc)
+    finally:
+        admin.close()
+
+
 # --------------------------------------------------------------------------------------------
 # Cassandra
 
@@ -743,6 +775,26 @@ def apply_schema() -> tuple[str, ...]:
         "cassandra: schema applied (%d statements): %s.{%s}", len(statements), KEYSPACE, ", ".join(wanted)
     )
     return wanted
+
+
+def keyspace_statements(keyspace: str) -> list[str]:
+    """The schema's statements for another keyspace: the lab's tables in a keyspace of their own."""
+    return [re.sub(rf"\b{re.escape(KEYSPACE)}\b", keyspace, statement) for statement in cql_statements()]
+
+
+def create_keyspace(keyspace: str) -> None:
+    """The lab's schema in ``keyspace`` (scratch keyspaces of tests and benchmarks)."""
+    with cassandra_session(timeout=60) as session:
+        for statement in keyspace_statements(keyspace):
+            session.execute(statement, timeout=60)
+
+
+def drop_keyspace(keyspace: str) -> None:
+    """Drop ``keyspace`` if Cassandra runs (clean-up: nothing to drop when it is gone)."""
+    if running_pid("cassandra") is None:
+        return
+    with cassandra_session(timeout=60) as session:
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
 
 
 # --------------------------------------------------------------------------------------------

@@ -73,27 +73,6 @@ def run_streaming(dag, conf: dict, label: str, timings: dict, mark_success_patte
 # --------------------------------------------------------------------------- Kafka and Cassandra
 
 
-def create_topics(partitions: dict[str, int]) -> None:
-    from kafka.admin import NewTopic
-
-    admin = runner.kafka_admin(30)
-    try:
-        admin.create_topics([NewTopic(name, num_partitions=n, replication_factor=1) for name, n in partitions.items()],
-                            timeout_ms=30_000)
-    finally:
-        admin.close()
-
-
-def delete_topics(names: list[str]) -> None:
-    admin = runner.kafka_admin(30)
-    try:
-        admin.delete_topics(names, timeout_ms=30_000)
-    except Exception:  # noqa: BLE001 - cleanup only
-        pass
-    finally:
-        admin.close()
-
-
 def topic_keys(bootstrap: str, topic: str) -> list[str]:
     """The key of every message of ``topic``, from the beginning to the end offsets now."""
     from kafka import KafkaConsumer, TopicPartition
@@ -129,10 +108,8 @@ def stream(kafka_service, cassandra_service, spark_kafka_jars, batch_local_run, 
     topics = {"topic": f"airflow_stream_tx_{suffix}", "alerts_topic": f"airflow_stream_alerts_{suffix}",
               "dead_letter_topic": f"airflow_stream_dlq_{suffix}"}
     keyspace = f"airflow_stream_{suffix}"
-    create_topics({topics["topic"]: 2, topics["alerts_topic"]: 1, topics["dead_letter_topic"]: 1})
-    with runner.cassandra_session(60) as session:
-        for statement in runner.cql_statements():
-            session.execute(re.sub(r"\bfraudlab\b", keyspace, statement))
+    runner.create_topics({topics["topic"]: 2, topics["alerts_topic"]: 1, topics["dead_letter_topic"]: 1})
+    runner.create_keyspace(keyspace)
     connections = {
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
             {"conn_type": "kafka", "extra": {"bootstrap.servers": kafka_service.bootstrap_servers}}),
@@ -155,10 +132,8 @@ def stream(kafka_service, cassandra_service, spark_kafka_jars, batch_local_run, 
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        delete_topics(list(topics.values()))
-        if runner.running_pid("cassandra") is not None:
-            with runner.cassandra_session(60) as session:
-                session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        runner.delete_topics(topics.values())
+        runner.drop_keyspace(keyspace)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,8 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
+from services import runner
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = ["01_explore_transactions.ipynb", "02_model_analysis.ipynb", "03_streaming_inspection.ipynb"]
@@ -254,45 +256,6 @@ class StreamOutputs:
     alerts: int
 
 
-def create_scratch_keyspace(keyspace: str) -> None:
-    """The lab's schema (compose/cassandra/schema.cql) in a keyspace of its own."""
-    from services import runner
-
-    with runner.cassandra_session(timeout=60) as session:
-        for statement in runner.cql_statements():
-            session.execute(re.sub(r"\bfraudlab\b", keyspace, statement), timeout=60)
-
-
-def drop_keyspace(keyspace: str) -> None:
-    from services import runner
-
-    with runner.cassandra_session(timeout=60) as session:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-
-
-def create_topics(partitions: dict[str, int]) -> None:
-    from kafka.admin import NewTopic
-    from services import runner
-
-    admin = runner.kafka_admin(30)
-    try:
-        admin.create_topics([NewTopic(name, num_partitions=n, replication_factor=1) for name, n in partitions.items()],
-                            timeout_ms=30_000)
-        admin.wait_for_topics(list(partitions), timeout_ms=30_000)
-    finally:
-        admin.close()
-
-
-def delete_topics(names: list[str]) -> None:
-    from services import runner
-
-    admin = runner.kafka_admin(30)
-    try:
-        admin.delete_topics(names, timeout_ms=30_000)
-    finally:
-        admin.close()
-
-
 def run_stream(spark_submit, jars: list[str], inputs: LabInputs, root: Path, keyspace: str,
                topics: dict[str, str]) -> None:
     """The real streaming apps: replay the CSV into Kafka, then classify what is there (--available-now)."""
@@ -305,8 +268,6 @@ def run_stream(spark_submit, jars: list[str], inputs: LabInputs, root: Path, key
 
 
 def count_rows(keyspace: str, table: str) -> int:
-    from services import runner
-
     with runner.cassandra_session(timeout=60, keyspace=keyspace) as session:
         return int(session.execute(f"SELECT count(*) FROM {table}", timeout=60).one()[0])
 
@@ -319,16 +280,16 @@ def stream_outputs(lab_inputs, spark_submit, spark_kafka_jars, kafka_service, ca
     keyspace = f"nbtest_{suffix}"
     topics = {"transactions": f"nbtest_transactions_{suffix}", "alerts": f"nbtest_alerts_{suffix}",
               "dead_letters": f"nbtest_dlq_{suffix}"}
-    create_scratch_keyspace(keyspace)
-    create_topics({topics["transactions"]: 2, topics["alerts"]: 1, topics["dead_letters"]: 1})
+    runner.create_keyspace(keyspace)
+    runner.create_topics({topics["transactions"]: 2, topics["alerts"]: 1, topics["dead_letters"]: 1})
     try:
         run_stream(spark_submit, spark_kafka_jars, lab_inputs, tmp_path_factory.mktemp("stream"), keyspace, topics)
         yield StreamOutputs(keyspace=keyspace, alerts_topic=topics["alerts"],
                             scored_rows=count_rows(keyspace, "scored_transactions"),
                             alerts=count_rows(keyspace, "alerts_by_day"))
     finally:
-        delete_topics(list(topics.values()))
-        drop_keyspace(keyspace)
+        runner.delete_topics(topics.values())
+        runner.drop_keyspace(keyspace)
 
 
 @pytest.mark.slow

@@ -82,28 +82,6 @@ def _jars_args(jars: list[str]) -> list[str]:
     return ["--jars", ",".join(jars)]
 
 
-def _create_topics(names_partitions: dict[str, int]) -> None:
-    from kafka.admin import NewTopic
-
-    admin = runner.kafka_admin(30)
-    try:
-        admin.create_topics([NewTopic(n, num_partitions=p, replication_factor=1) for n, p in names_partitions.items()],
-                            timeout_ms=30_000)
-        admin.wait_for_topics(list(names_partitions), timeout_ms=30_000)
-    finally:
-        admin.close()
-
-
-def _delete_topics(names: list[str]) -> None:
-    admin = runner.kafka_admin(30)
-    try:
-        admin.delete_topics(names, timeout_ms=30_000)
-    except Exception:  # noqa: BLE001 - cleanup only
-        pass
-    finally:
-        admin.close()
-
-
 def read_topic(bootstrap: str, topic: str) -> list:
     """Every record of ``topic``, from the beginning to the end offsets at call time."""
     from kafka import KafkaConsumer, TopicPartition
@@ -121,10 +99,6 @@ def read_topic(bootstrap: str, topic: str) -> list:
         return records
     finally:
         consumer.close()
-
-
-def _keyspace_statements(keyspace: str) -> list[str]:
-    return [re.sub(r"\bfraudlab\b", keyspace, s) for s in runner.cql_statements()]
 
 
 def cassandra_rows(keyspace: str, table: str, columns: str) -> list:
@@ -174,7 +148,7 @@ def replayed(spark, spark_submit, kafka_service, spark_kafka_jars, model_dir, tm
     with csv_file.open("ab") as out:
         out.write("".join(f"{line}\r\n" for line in BAD_CSV_LINES).encode())
     topic = f"stream_e2e_tx_{uuid.uuid4().hex[:8]}"
-    _create_topics({topic: 2})
+    runner.create_topics({topic: 2})
     try:
         done = spark_submit(
             "stream_csv_to_kafka.py", "--input", str(csv_file), "--topic", topic,
@@ -199,7 +173,7 @@ def replayed(spark, spark_submit, kafka_service, spark_kafka_jars, model_dir, tm
         yield {"topic": topic, "csv": csv_file, "metrics": metrics,
                "batch_scores": {r["transaction_id"]: r["fraud_score"] for r in scored}}
     finally:
-        _delete_topics([topic])
+        runner.delete_topics([topic])
 
 
 @pytest.fixture
@@ -207,17 +181,13 @@ def sink(cassandra_service, kafka_service, spark_submit, tmp_path) -> dict:
     """This test's keyspace (the lab's schema), alerts and dead-letter topics, checkpoint and log folder."""
     suffix = uuid.uuid4().hex[:8]
     keyspace = f"stream_e2e_{suffix}"
-    with runner.cassandra_session(60) as session:
-        for statement in _keyspace_statements(keyspace):
-            session.execute(statement)
+    runner.create_keyspace(keyspace)
     alerts, dead = f"stream_e2e_alerts_{suffix}", f"stream_e2e_dlq_{suffix}"
-    _create_topics({alerts: 1, dead: 1})
+    runner.create_topics({alerts: 1, dead: 1})
     yield {"keyspace": keyspace, "alerts": alerts, "dead": dead, "checkpoint": tmp_path / "checkpoint",
            "bootstrap": kafka_service.bootstrap_servers, "logs": tmp_path, "submit": spark_submit}
-    _delete_topics([alerts, dead])
-    if runner.running_pid("cassandra") is not None:
-        with runner.cassandra_session(60) as session:
-            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+    runner.delete_topics([alerts, dead])
+    runner.drop_keyspace(keyspace)
 
 
 def classifier_args(replayed: dict, sink: dict, model_dir: Path, *extra: str) -> list[str]:
