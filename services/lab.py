@@ -635,14 +635,6 @@ def _stop_groups(pids: dict[str, int], timeout: float = STOP_TIMEOUT) -> None:
         (pids_dir() / f"{name}.pid").unlink(missing_ok=True)
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return f"(no log at {path})"
-    return f"last lines of {path}:\n" + "\n".join(text[-lines:])
-
-
 # --------------------------------------------------------------------------------------------
 # up / down / status
 
@@ -661,7 +653,7 @@ def _airflow_migrate() -> None:
     log_path("airflow-db-migrate").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         raise LabError(f"`airflow db migrate` failed with exit code {done.returncode}",
-                       _tail(log_path("airflow-db-migrate")))
+                       runner.tail(log_path("airflow-db-migrate")))
     stamp.write_text(wanted + "\n")
 
 
@@ -759,7 +751,7 @@ def _wait_ready(t0: float, timeout: float, ready: dict[str, float]) -> None:
             for member in group:
                 if running_pid(member.name) is None:
                     raise LabError(f"{member.name} exited before the lab became ready",
-                                   _tail(log_path(member.name)))
+                                   runner.tail(log_path(member.name)))
             try:
                 reason = s.probe()
             except (OSError, LabError) as exc:
@@ -775,7 +767,7 @@ def _wait_ready(t0: float, timeout: float, ready: dict[str, float]) -> None:
         if time.monotonic() - t0 > timeout:
             s = pending[0]
             raise LabError(f"{s.name} did not become ready within {timeout:.0f} s: {reasons.get(s.name)}",
-                           _tail(log_path(s.name)))
+                           runner.tail(log_path(s.name)))
         time.sleep(2)
 
 

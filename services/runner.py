@@ -250,7 +250,8 @@ def _quiet(*logger_names: str) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _tail(path: Path, lines: int = 25) -> str:
+def tail(path: Path, lines: int = 25) -> str:
+    """The last ``lines`` lines of a log file, headed by its path (for error messages)."""
     try:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
@@ -575,7 +576,7 @@ def _start_kafka() -> int:
         if done.returncode != 0:
             raise ServiceError(
                 f"formatting Kafka's storage failed (exit code {done.returncode})",
-                _tail(folder / "format.log"),
+                tail(folder / "format.log"),
             )
     else:
         log.info("kafka: storage %s already formatted, data kept", data)
@@ -830,7 +831,7 @@ def wait_ready(name: str, timeout: float | None = None) -> float:
             if child is not None and child.returncode is not None:
                 code = f" with exit code {child.returncode}"
             raise ServiceError(
-                f"{name} (pid {pid}) exited{code} before it became ready", _tail(log_file(name))
+                f"{name} (pid {pid}) exited{code} before it became ready", tail(log_file(name))
             )
         reason = _PROBE[name](5.0)
         waited = time.monotonic() - started
@@ -838,7 +839,7 @@ def wait_ready(name: str, timeout: float | None = None) -> float:
             return waited
         if waited > limit:
             raise ServiceError(
-                f"{name} did not become ready within {limit:.0f} s: {reason}", _tail(log_file(name))
+                f"{name} did not become ready within {limit:.0f} s: {reason}", tail(log_file(name))
             )
         time.sleep(1.0)
 

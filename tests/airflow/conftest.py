@@ -38,13 +38,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from services.lab import http
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
@@ -188,29 +188,10 @@ def batch_local_run(airflow_db, dagbag, banksim_csv, tmp_path_factory) -> DagTes
     return run
 
 
-#: Straight to 127.0.0.1, whatever proxy the environment names.
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
 def http_json(method: str, url: str, token: str | None = None, body: Any = None,
               timeout: float = 30) -> tuple[int, Any]:
-    """One HTTP request with a JSON body; returns (status, decoded JSON or text)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with _NO_PROXY.open(request, timeout=timeout) as response:
-            status, payload = response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        status, payload = err.code, err.read().decode()
-    try:
-        return status, json.loads(payload)
-    except json.JSONDecodeError:
-        return status, payload
+    """One HTTP request with a JSON body straight to 127.0.0.1; (status, decoded JSON or text)."""
+    return http(method, url, token=token, body=body, timeout=timeout)
 
 
 @dataclass

@@ -367,12 +367,12 @@ def test_throughput_figure_draws_a_bar_per_minute():
 
 @pytest.fixture
 def scratch_keyspace(cassandra_service):
-    from tests.notebooks.test_notebooks import create_scratch_keyspace, drop_keyspace
+    from services import runner
 
     keyspace = f"nbhelpers_{uuid.uuid4().hex[:10]}"
-    create_scratch_keyspace(keyspace)
+    runner.create_keyspace(keyspace)
     yield keyspace
-    drop_keyspace(keyspace)
+    runner.drop_keyspace(keyspace)
 
 
 @pytest.mark.slow
@@ -411,10 +411,10 @@ def test_latest_alerts_of_an_empty_table_has_the_table_columns(cassandra_service
 def test_read_topic_tail_reads_the_last_n_records_of_every_partition(kafka_service):
     from kafka import KafkaProducer
 
-    from tests.notebooks.test_notebooks import create_topics, delete_topics
+    from services import runner
 
     topic = f"nbhelpers_{uuid.uuid4().hex[:10]}"
-    create_topics({topic: 2})
+    runner.create_topics({topic: 2})
     try:
         producer = KafkaProducer(bootstrap_servers=kafka_service.bootstrap_servers, acks="all")
         for i in range(10):
@@ -423,7 +423,7 @@ def test_read_topic_tail_reads_the_last_n_records_of_every_partition(kafka_servi
         producer.close()
         out = nh.read_topic_tail(kafka_service.bootstrap_servers, topic, last_n=3, timeout_s=30)
     finally:
-        delete_topics([topic])
+        runner.delete_topics([topic])
     assert sorted(out["i"]) == [4, 5, 6, 7, 8, 9]  # the last 3 of each partition
     assert sorted(zip(out["kafka_partition"], out["kafka_offset"])) == [(0, 2), (0, 3), (0, 4), (1, 2), (1, 3), (1, 4)]
 

@@ -6,6 +6,7 @@ the start command with the Makefile's ``up`` target, and every path of the map m
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -39,7 +40,10 @@ def test_every_top_level_entry_is_in_the_map():
 
 def test_the_readme_start_command_is_what_make_up_runs():
     assert "docker compose -f docker-compose.yml -f airflow-compose.yaml up -d" in README
-    dry = subprocess.run(["make", "-n", "up", "down"], cwd=REPO, capture_output=True, text=True, check=True)
+    # Under `make test` the parent make's MAKEFLAGS/MAKELEVEL would make this one print "Entering directory".
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "up", "down"], cwd=REPO, capture_output=True,
+                         text=True, check=True, env=env)
     assert dry.stdout.splitlines() == [
         "docker compose -f docker-compose.yml -f airflow-compose.yaml up -d --build",
         "docker compose -f docker-compose.yml -f airflow-compose.yaml down",
