@@ -216,13 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             spark.conf.set(key, value)
     try:
         try:
-            pipeline_model, info = registry.load_model(args.model, args.tracking_uri)
-        except Exception as err:  # noqa: BLE001  (any load failure means there is nothing to score with)
-            log.error("cannot load model %s: %s", args.model, err)
-            return 2
-        threshold = args.threshold if args.threshold is not None else info.get("threshold")
-        if threshold is None:
-            log.error("model %s carries no decision threshold (no metrics.json); pass --threshold", args.model)
+            pipeline_model, info, threshold = registry.load_scoring_model(args.model, args.tracking_uri,
+                                                                          args.threshold)
+        except registry.ModelLoadError as err:
+            log.error("%s", err)
             return 2
         version = model_version(info)
         settings = cassandra_sink.CassandraSettings(

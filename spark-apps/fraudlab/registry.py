@@ -401,3 +401,25 @@ def load_model(uri: str, tracking_uri: str | None = None) -> tuple[PipelineModel
     if gate and not gate.get("passed", True):
         log.warning("model at %s failed its validation gate at training time: %s", uri, gate.get("failed"))
     return pipeline, info
+
+
+class ModelLoadError(ValueError):
+    """The model cannot be scored with: it does not load, or it has no usable decision threshold."""
+
+
+def load_scoring_model(uri: str, tracking_uri: str | None = None,
+                       threshold: float | None = None) -> tuple[PipelineModel, dict[str, Any], float]:
+    """:func:`load_model` plus the decision threshold to score with: ``threshold`` when given, else the
+    one chosen at training. Raises :class:`ModelLoadError` (one sentence) when there is none or it is
+    outside (0, 1]; the apps log it and exit 2.
+    """
+    try:
+        pipeline, info = load_model(uri, tracking_uri)
+    except Exception as err:  # noqa: BLE001  (any load failure means there is nothing to score with)
+        raise ModelLoadError(f"cannot load model {uri}: {err}") from err
+    chosen = threshold if threshold is not None else info.get("threshold")
+    if chosen is None:
+        raise ModelLoadError(f"model {uri} carries no decision threshold (no metrics.json); pass --threshold")
+    if not 0.0 < chosen <= 1.0:
+        raise ModelLoadError(f"the decision threshold must lie in (0, 1], got {chosen}")
+    return pipeline, info, float(chosen)
