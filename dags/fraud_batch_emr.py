@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 from datetime import timedelta
 
@@ -53,7 +52,7 @@ from airflow.providers.amazon.aws.operators.emr import (
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.sdk import DAG, Param, TriggerRule, task
 
-from fraudlab import config
+from fraudlab import config, packaging
 
 DAG_ID = "fraud_batch_emr"
 AWS_CONN_ID = "aws_default"
@@ -202,7 +201,7 @@ with DAG(
         bucket, prefix = S3Hook.parse_s3_url(code_dir)
         prefix = prefix.rstrip("/")
         with tempfile.TemporaryDirectory() as tmp:
-            package = shutil.make_archive(f"{tmp}/fraudlab", "zip", root_dir=SPARK_APPS, base_dir="fraudlab")
+            package = packaging.zip_package(tmp)
             hook.load_file(package, f"{prefix}/fraudlab.zip", bucket_name=bucket, replace=True)
         for app in APPS:
             hook.load_file(str(SPARK_APPS / f"{app}.py"), f"{prefix}/{app}.py", bucket_name=bucket, replace=True)

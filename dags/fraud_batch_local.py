@@ -36,15 +36,13 @@ Spark comes from the `spark_default` connection (`AIRFLOW_CONN_SPARK_DEFAULT`): 
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param, task
 
-from fraudlab import config
+from fraudlab import config, packaging
 
 DAG_ID = "fraud_batch_local"
 SPARK_APPS = config.REPO_ROOT / "spark-apps"
@@ -129,9 +127,7 @@ with DAG(
     @task
     def package_fraudlab(run_dir: str) -> str:
         """Zip the fraudlab package into the run folder; the zip goes to every Spark task as --py-files."""
-        base = Path(run_dir) / "fraudlab"
-        base.parent.mkdir(parents=True, exist_ok=True)
-        return shutil.make_archive(str(base), "zip", root_dir=SPARK_APPS, base_dir="fraudlab")
+        return packaging.zip_package(run_dir)
 
     package = package_fraudlab(run_dir=RUN_DIR)
 

@@ -30,15 +30,13 @@ reports. A month's report is rewritten as a whole, so rerunning or backfilling a
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
 
-from fraudlab import config
+from fraudlab import config, packaging
 
 DAG_ID = "fraud_monthly_report"
 SPARK_APPS = config.REPO_ROOT / "spark-apps"
@@ -85,9 +83,7 @@ with DAG(
     @task
     def package_fraudlab(run_dir: str) -> str:
         """Zip the fraudlab package into the run folder, for spark-submit --py-files."""
-        base = Path(run_dir) / "fraudlab"
-        base.parent.mkdir(parents=True, exist_ok=True)
-        return shutil.make_archive(str(base), "zip", root_dir=SPARK_APPS, base_dir="fraudlab")
+        return packaging.zip_package(run_dir)
 
     SparkSubmitOperator(
         task_id="monthly_report",

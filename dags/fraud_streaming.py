@@ -76,7 +76,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -85,7 +84,7 @@ import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param, task
 
-from fraudlab import config
+from fraudlab import config, packaging
 
 DAG_ID = "fraud_streaming"
 log = logging.getLogger(DAG_ID)
@@ -373,9 +372,7 @@ with DAG(
     @task
     def package_fraudlab(run_dir: str) -> str:
         """Zip the fraudlab package into the run folder; the zip goes to both Spark tasks as --py-files."""
-        base = Path(run_dir) / "fraudlab"
-        base.parent.mkdir(parents=True, exist_ok=True)
-        return shutil.make_archive(str(base), "zip", root_dir=SPARK_APPS, base_dir="fraudlab")
+        return packaging.zip_package(run_dir)
 
     @task
     def topic_offsets(topic: str) -> dict:
