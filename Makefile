@@ -19,7 +19,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: help setup demo test up down bench bench-batch bench-streaming check-java clean services-fetch services-up services-down services-status chromium lab-up lab-down lab-status
+.PHONY: help setup demo test test-compose up up-offline down docker-engine docker-engine-down docker-base docker-certs images bench bench-batch bench-streaming check-java clean services-fetch services-up services-down services-status chromium lab-up lab-down lab-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -68,14 +68,38 @@ services-status: ## show whether the local services run
 	@$(PY) -m services.runner status
 
 COMPOSE := docker compose -f docker-compose.yml -f airflow-compose.yaml
+# The same with the offline override: every third-party image built from the lab's Debian base.
+COMPOSE_OFFLINE := $(COMPOSE) -f compose/offline.yml
 
 up: ## start the compose stack with Airflow (needs a Docker engine): builds the images on first use
 	$(COMPOSE) up -d --build
 
+up-offline: docker-base images ## the stack without any registry: offline images for Kafka, Cassandra, Postgres
+	$(COMPOSE_OFFLINE) up -d --no-build --wait
+
 down: ## stop the compose stack (volumes kept; add -v by hand to forget them)
 	$(COMPOSE) down
 
-clean: ## remove generated data and service state (keeps .venv)
+docker-engine: setup ## a Docker engine: the running one, else (root on Debian) the lab's own dockerd
+	@$(PY) -m services.docker_engine up
+
+docker-engine-down: setup ## stop the dockerd that `make docker-engine` started (if it did)
+	@$(PY) -m services.docker_engine down
+
+docker-base: setup ## the base image of every Dockerfile stage: present, pulled, or debootstrapped offline
+	@$(PY) -m services.docker_engine base
+
+docker-certs: setup ## copy this machine's extra CA certificates into docker/certs/ (trusted by every image)
+	@$(PY) -m services.docker_engine certs
+
+images: setup ## build every image once, in the order that shares stages (offline override included)
+	@$(PY) -m services.docker_engine build
+
+test-compose: setup chromium ## only the compose stack tests (tests/compose/: build, up, end to end, down)
+	@$(PY) -m pytest tests/compose
+
+clean: ## remove generated data and service state, the lab's own Docker engine and its images included (keeps .venv)
+	@if [ -x $(PY) ]; then $(PY) -m services.docker_engine down; fi
 	rm -rf data/raw data/prepared data/models data/scored data/reports data/mlflow .lab/run spark-warehouse
 
 chromium: ## install Debian's chromium (headless page checks of the lab test) when it is missing

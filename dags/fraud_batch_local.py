@@ -111,8 +111,9 @@ with DAG(
         "input_path": Param(None, type=["null", "string"], title="Input CSV",
                             description="BankSim CSV file or folder; empty: <data_root>/raw/transactions.csv."),
         "start_date": Param(config.DEFAULT_START_DATE, type="string", format="date", title="Date of step 0"),
-        "search": Param("fast", enum=["fast", "full"], title="Hyper-parameter search",
-                        description="fast: a small grid; full: the whole grid (much slower)."),
+        "search": Param("fast", enum=["fast", "full", "smoke"], title="Hyper-parameter search",
+                        description="fast: a small grid; full: the whole grid (much slower); "
+                                    "smoke: one candidate per family, for a first try on a small cluster."),
         "min_average_precision": Param(GATE.min_average_precision, type="number", minimum=0,
                                        title="Gate: minimum average precision (test months)"),
         "min_roc_auc": Param(GATE.min_roc_auc, type="number", minimum=0, title="Gate: minimum ROC AUC"),

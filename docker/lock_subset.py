@@ -44,6 +44,7 @@ SUBSETS: dict[str, tuple[str, ...]] = {
         "apache-airflow",
         "apache-airflow-providers-apache-spark",
         "apache-airflow-providers-amazon",
+        "apache-airflow-providers-postgres",
     ),
 }
 

