@@ -9,7 +9,9 @@ registry is needed), brings the project ``fraudlab`` up with ``up --wait`` and t
 harness), so a Docker-free lab or service runner on the default ports can run at the same time;
 everything inside the compose network is as the README says.
 
-Run alone: ``make test-compose`` (about 25 minutes on 2 cores from a cold image cache).
+Run alone: ``make test-compose`` (about 25 minutes on 2 cores from a cold image cache). For
+development only, ``FRAUDLAB_COMPOSE_REUSE=1`` runs the tests against a stack that is already up (no
+build, no up, no down); the tests then assume nothing about its state, so counts may not hold.
 """
 
 from __future__ import annotations
