@@ -174,6 +174,7 @@ def up() -> Engine:
     if shutil.which("dockerd") is None:
         _apt_install("docker.io")
     folder = run_dir()
+    folder.mkdir(parents=True, exist_ok=True)
     sock = own_socket()
     sock.unlink(missing_ok=True)
     cmd = [
@@ -308,6 +309,7 @@ def _sources(archive: str, security: str) -> str:
 def ensure_base_image(engine: Engine, tag: str | None = None) -> str:
     """Make sure the engine has the base image: present, pulled, or debootstrapped and imported."""
     tag = tag or base_image()
+    run_dir().mkdir(parents=True, exist_ok=True)
     if docker(engine.host, "image", "inspect", tag, check=False).returncode == 0:
         log.info("docker: base image %s is present", tag)
         return "present"

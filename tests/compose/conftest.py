@@ -43,7 +43,7 @@ def engine():
     """A Docker engine: the running one, or dockerd started here (and stopped at the end)."""
     try:
         found = docker_engine.up()
-    except docker_engine.EngineError as exc:
+    except (docker_engine.EngineError, OSError) as exc:
         pytest.fail(str(exc), pytrace=False)
     yield found
     if found.started_here:
