@@ -4,8 +4,8 @@ The DAG is triggered over REST API v2 (a JWT from /auth/token with the password 
 at first start) on 3,000 generated rows with a lenient gate; its SparkSubmitOperator drivers run
 in the scheduler container (LocalExecutor) against spark://spark-master:7077 (`search: smoke`, one
 candidate per model family: the cluster is two 1-core workers). It must succeed,
-the master's JSON must list its four apps as finished, and the model version it registered must
-carry the `champion` alias in the stack's MLflow.
+the master's JSON must list its four apps as finished, and the model version it registered must be
+in the stack's MLflow, with the `champion` alias if and only if it beats the champion before it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.slow]
 DAGS = ("fraud_batch_local", "fraud_batch_emr", "fraud_monthly_report", "fraud_streaming")
 APPS = ("prepare_data", "fit_model", "score_claims", "monthly_report")
 MODEL_NAME = "fraudlab_fraud_classifier"
+CHAMPION_METRIC = "test_average_precision"
 INPUT = "/opt/fraudlab/data/raw/dag_input.csv"
 LENIENT_GATE = {"min_average_precision": 0.05, "min_roc_auc": 0.5, "min_recall": 0.05}
 
@@ -39,6 +40,13 @@ def model_versions() -> dict[str, str]:
     status, body = http("GET", url("MLFLOW_PORT", f"/api/2.0/mlflow/model-versions/search?filter=name%3D%27{MODEL_NAME}%27"))
     assert status == 200, body
     return {v["version"]: v["run_id"] for v in body.get("model_versions", [])}
+
+
+def test_metric(run_id: str) -> float:
+    """The run's test average precision: the metric the registry compares champions by."""
+    status, run = http("GET", url("MLFLOW_PORT", f"/api/2.0/mlflow/runs/get?run_id={run_id}"))
+    assert status == 200, run
+    return {m["key"]: m["value"] for m in run["run"]["data"]["metrics"]}[CHAMPION_METRIC]
 
 
 def champion_version() -> str | None:
@@ -62,11 +70,12 @@ def test_sign_in_through_the_browser_shows_every_dag(stack):
 def batch_run(stack):
     stack.exec("spark-worker-a", "python", "/opt/spark-apps/generate_transactions.py", "--rows", "3000",
                "--output", INPUT)
-    apps_before, versions_before = finished_apps(), model_versions()
+    apps_before, versions_before, champion_before = finished_apps(), model_versions(), champion_version()
     started = time.perf_counter()
     run = stack.trigger_dag("fraud_batch_local", {"input_path": INPUT, "search": "smoke", **LENIENT_GATE})
     stack.timings["fraud_batch_local on the cluster (REST trigger to success)"] = time.perf_counter() - started
-    return {"run": run, "apps_before": apps_before, "versions_before": versions_before}
+    return {"run": run, "apps_before": apps_before, "versions_before": versions_before,
+            "champion_before": champion_before}
 
 
 def test_fraud_batch_local_succeeds_on_the_cluster(stack, batch_run):
@@ -84,11 +93,15 @@ def test_its_spark_apps_finished_on_the_standalone_master(stack, batch_run):
         assert after[app] == batch_run["apps_before"][app] + 1, (app, after)
 
 
-def test_the_model_it_registered_is_the_champion(stack, batch_run):
+def test_the_registry_keeps_the_better_model_as_champion(stack, batch_run):
+    # The README's fit (50,000 rows) made the first champion; this run's model (3,000 rows) takes
+    # the alias only if its test average precision is higher: a weaker model never replaces it.
     versions = model_versions()
     new = sorted(set(versions) - set(batch_run["versions_before"]), key=int)
     assert len(new) == 1, versions
-    assert champion_version() == new[0], versions
+    before = batch_run["champion_before"]
+    expected = new[0] if before is None or test_metric(versions[new[0]]) > test_metric(versions[before]) else before
+    assert champion_version() == expected, (versions, before)
     status, run = http("GET", url("MLFLOW_PORT", f"/api/2.0/mlflow/runs/get?run_id={versions[new[0]]}"))
     assert status == 200 and run["run"]["info"]["status"] == "FINISHED", run
     # Artifacts go through the MLflow server (proxied), never to a path of the driver's container.
