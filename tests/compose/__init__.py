@@ -22,10 +22,10 @@ import re
 import shlex
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from services import lab
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts" / "compose"
@@ -52,34 +52,14 @@ ONE_SHOT = ("airflow-secrets", "airflow-init", "kafka-init", "cassandra-init")
 #: Left out by compose/offline.yml: no package registry serves a build of it.
 LEFT_OUT_OFFLINE = {"kafka-ui": "kafbat/kafka-ui: no registry here serves its image or its jar"}
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
 def url(port_name: str, path: str = "") -> str:
     return f"http://{HOST}:{PORTS[port_name]}{path}"
 
 
 def http(method: str, address: str, token: str | None = None, body: object = None,
-         timeout: float = 30, form: dict | None = None) -> tuple[int, object]:
-    """One request to a published port; returns (status, decoded JSON or text)."""
-    data, content_type = None, None
-    if body is not None:
-        data, content_type = json.dumps(body).encode(), "application/json"
-    request = urllib.request.Request(address, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if content_type:
-        request.add_header("Content-Type", content_type)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with _NO_PROXY.open(request, timeout=timeout) as response:
-            status, payload = response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as err:
-        status, payload = err.code, err.read().decode(errors="replace")
-    try:
-        return status, json.loads(payload)
-    except json.JSONDecodeError:
-        return status, payload
+         timeout: float = 30) -> tuple[int, object]:
+    """One request to a published port (services.lab's client, with a timeout for a loaded stack)."""
+    return lab.http(method, address, token, body, timeout)
 
 
 @dataclass

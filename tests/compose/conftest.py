@@ -26,9 +26,8 @@ MODULE_ORDER = ("test_health", "test_readme_commands", "test_airflow", "test_str
 def pytest_collection_modifyitems(items):
     def rank(item):
         module = Path(str(item.fspath)).stem
-        if "tests/compose" in str(item.fspath) and module in MODULE_ORDER:
-            return MODULE_ORDER.index(module)
-        return -1
+        return MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER)
+
     compose_items = [i for i in items if "tests/compose/" in str(i.fspath)]
     if not compose_items:
         return

@@ -324,8 +324,10 @@ def copy_sources() -> set[str]:
             continue
         words = [w for w in args.split() if not w.startswith("--")]
         for word in words[:-1]:
-            sources.update(str(p.relative_to(REPO)) for p in REPO.glob(word.rstrip("/"))) if "*" in word \
-                else sources.add(word.rstrip("/"))
+            if "*" in word:
+                sources.update(str(p.relative_to(REPO)) for p in REPO.glob(word))
+            else:
+                sources.add(word.rstrip("/"))
     return sources
 
 
