@@ -42,7 +42,7 @@ def model_versions() -> dict[str, str]:
     return {v["version"]: v["run_id"] for v in body.get("model_versions", [])}
 
 
-def test_metric(run_id: str) -> float:
+def run_metric(run_id: str) -> float:
     """The run's test average precision: the metric the registry compares champions by."""
     status, run = http("GET", url("MLFLOW_PORT", f"/api/2.0/mlflow/runs/get?run_id={run_id}"))
     assert status == 200, run
@@ -100,7 +100,7 @@ def test_the_registry_keeps_the_better_model_as_champion(stack, batch_run):
     new = sorted(set(versions) - set(batch_run["versions_before"]), key=int)
     assert len(new) == 1, versions
     before = batch_run["champion_before"]
-    expected = new[0] if before is None or test_metric(versions[new[0]]) > test_metric(versions[before]) else before
+    expected = new[0] if before is None or run_metric(versions[new[0]]) > run_metric(versions[before]) else before
     assert champion_version() == expected, (versions, before)
     status, run = http("GET", url("MLFLOW_PORT", f"/api/2.0/mlflow/runs/get?run_id={versions[new[0]]}"))
     assert status == 200 and run["run"]["info"]["status"] == "FINISHED", run

@@ -24,7 +24,8 @@ CSV = "/opt/fraudlab/data/raw/stream_input.csv"
 ROWS = 1_500
 METRICS = "/opt/fraudlab/data/stream/quarantine/_metrics.json"
 CHECKPOINT = "/opt/fraudlab/data/stream/checkpoint-compose-test"
-ALERT_THRESHOLD = 0.8
+#: The model's decision threshold: a smoke-grid model (five boosted trees) may score no row at 0.8.
+ALERT_THRESHOLD = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,11 @@ def test_the_alerts_topic_holds_exactly_the_flagged_rows(stack, streamed):
                     f"{ALERT_THRESHOLD} ALLOW FILTERING")
     flagged = set(re.findall(r"^\s*([0-9a-f]{64})\s*$", out, flags=re.M))
     alerts = [json.loads(value)["transaction_id"] for value in alerts_on_topic()]
-    assert flagged, "no transaction reached the alert threshold: the check would prove nothing"
+    if not flagged:
+        top = stack.cql("SELECT MAX(fraud_score) FROM fraudlab.scored_transactions")
+        pytest.fail(f"no transaction reached the alert threshold {ALERT_THRESHOLD}, so the check would prove "
+                    f"nothing; the highest fraud_score:\n{top}", pytrace=False)
+    assert len(flagged) < streamed["metrics"]["rows_sent"], "every row flagged: the threshold filters nothing"
     assert sorted(alerts) == sorted(flagged)  # records: each flagged transaction once
 
 
