@@ -107,6 +107,18 @@ class Stack:
         """cqlsh in the Cassandra container; its output."""
         return self.exec("cassandra", "cqlsh", "-e", statement, timeout=120).stdout
 
+    def cql_values(self, statement: str) -> list[str]:
+        """The first column of a cqlsh result, row by row (the lines between the header rule and the count)."""
+        lines = self.cql(statement).splitlines()
+        rule = next((i for i, line in enumerate(lines) if re.fullmatch(r"\s*-+(\+-+)*\s*", line)), None)
+        assert rule is not None, "no result table in cqlsh output:\n" + "\n".join(lines)
+        values = []
+        for line in lines[rule + 1:]:
+            if not line.strip():
+                break
+            values.append(line.split("|")[0].strip())
+        return values
+
     def cql_count(self, table: str) -> int:
         out = self.cql(f"SELECT COUNT(*) FROM {table}")
         match = re.search(r"^\s*(\d+)\s*$", out, flags=re.M)
