@@ -42,28 +42,19 @@ Exit codes: 0 stopped or done; 1 the query failed; 2 unusable model or flags.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import signal
 import sys
-import threading
-import time
-from pathlib import Path
-
-from pyspark.sql import functions as F
-from pyspark.sql.streaming.listener import StreamingQueryListener
 
 from fraudlab import cassandra_sink, config, registry, streaming
 from fraudlab.logs import configure_logging
 from fraudlab.session import build_spark
+from fraudlab.streaming.batch import STREAM_CONF, StreamOutputs, batch_writer
+from fraudlab.streaming.progress import ProgressLog, await_query
 
 APP_NAME = "classify_stream"
 log = logging.getLogger(APP_NAME)
 
 DEFAULT_CHECKPOINT = config.DATA_DIR / "checkpoints" / APP_NAME
-#: Micro-batches are small: few shuffle partitions, and no adaptive re-planning between the
-#: stages of every batch (it costs more than it saves here). --conf overrides both.
-STREAM_CONF = {"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -105,107 +96,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class ProgressLog(StreamingQueryListener):
-    """Logs each batch: rows, rows per second, duration, and the sink's latency figures."""
-
-    def __init__(self, batch_figures: dict[int, dict], progress_file: str | None) -> None:
-        self.batch_figures = batch_figures
-        self.progress_file = Path(progress_file) if progress_file else None
-        self.terminated = threading.Event()
-
-    def onQueryStarted(self, event) -> None:
-        log.info("query %s started (id %s, run %s)", event.name, event.id, event.runId)
-
-    def onQueryProgress(self, event) -> None:
-        progress = event.progress
-        figures = {
-            "batch_id": progress.batchId,
-            "timestamp": progress.timestamp,
-            "input_rows": progress.numInputRows,
-            "input_rows_per_s": progress.inputRowsPerSecond,
-            "processed_rows_per_s": progress.processedRowsPerSecond,
-            "batch_ms": progress.durationMs.get("triggerExecution"),
-            **self.batch_figures.pop(progress.batchId, {}),
-        }
-        log.info(
-            "batch %d: %d rows in %s ms (%.0f rows/s processed), %s written, %s alerts, %s dead letters, "
-            "latency p50 %s ms p99 %s ms",
-            progress.batchId, progress.numInputRows, figures["batch_ms"], progress.processedRowsPerSecond or 0.0,
-            figures.get("rows_written", 0), figures.get("alerts", 0), figures.get("dead_letters", 0),
-            _ms(figures.get("latency_p50_ms")), _ms(figures.get("latency_p99_ms")),
-        )  # fmt: skip
-        if self.progress_file is not None:
-            with self.progress_file.open("a") as out:
-                out.write(json.dumps(figures, default=str) + "\n")
-
-    def onQueryIdle(self, event) -> None:
-        pass
-
-    def onQueryTerminated(self, event) -> None:
-        if event.exception:
-            log.error("query %s failed: %s", event.id, event.exception.splitlines()[0])
-        else:
-            log.info("query %s stopped", event.id)
-        self.terminated.set()
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
-def model_version(info: dict) -> str:
-    """The registry version, else the version the saved folder was registered as, else its path."""
-    mlflow_info = (info.get("metrics") or {}).get("mlflow") or {}
-    return str(info.get("version") or mlflow_info.get("registered_version") or info["source"])
-
-
-def batch_writer(args, pipeline_model, threshold: float, version: str,
-                 settings: cassandra_sink.CassandraSettings, writers: int, batch_figures: dict[int, dict]):
-    """The ``foreachBatch`` function: parse, score, write Cassandra, then alerts and dead letters to Kafka."""
-    detection = config.DetectionConfig()
-    window_steps = detection.duplicate_window_steps
-
-    def write_batch(batch_df, batch_id: int) -> None:
-        started_ms = int(time.time() * 1000)
-        validated = streaming.validate_messages(batch_df, args.start_date).persist()
-        scored = None
-        try:
-            parsed, dead = streaming.split_messages(validated)
-            stored = cassandra_sink.read_history(streaming.history_requests(parsed, window_steps), settings)
-            with_history = streaming.add_stream_history(parsed, stored, window_steps, partitions=writers)
-            scored = streaming.score_messages(with_history, pipeline_model, detection, threshold, version).persist()
-
-            written = cassandra_sink.write_rows(
-                streaming.cassandra_rows(scored, args.alert_threshold, started_ms), settings)
-            written_ms = int(time.time() * 1000)
-
-            dead_letters = dead.count()  # from the cached messages: no second read of Kafka
-            out = (
-                streaming.select_alerts(scored, args.alert_threshold).withColumn("topic", F.lit(args.alerts_topic))
-                .unionByName(streaming.dead_letter_messages(dead).withColumn("topic", F.lit(args.dead_letter_topic)))
-                .coalesce(1)  # a handful of messages: one task, not one per partition
-            )
-            out.write.format("kafka").option("kafka.bootstrap.servers", args.bootstrap_servers).save()
-            batch_figures[batch_id] = {
-                "rows_written": written.rows,
-                "alerts": written.alerts,
-                "dead_letters": dead_letters,
-                "cassandra_retries": written.retries,
-                # Parse, history, scoring and the Cassandra writes; then dead letters and alerts to Kafka.
-                "score_and_cassandra_ms": written_ms - started_ms,
-                "kafka_out_ms": int(time.time() * 1000) - written_ms,
-                "latency_p50_ms": streaming.percentile(written.latencies_ms, 50),
-                "latency_p99_ms": streaming.percentile(written.latencies_ms, 99),
-                "latency_max_ms": streaming.percentile(written.latencies_ms, 100),
-            }
-        finally:
-            if scored is not None:
-                scored.unpersist()
-            validated.unpersist()
-
-    return write_batch
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
@@ -221,12 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         except registry.ModelLoadError as err:
             log.error("%s", err)
             return 2
-        version = model_version(info)
+        version = registry.model_version(info)
         settings = cassandra_sink.CassandraSettings(
             hosts=(args.cassandra_host,), port=args.cassandra_port, keyspace=args.keyspace,
             concurrency=args.write_concurrency, retry_seconds=args.write_retry_seconds,
         )  # fmt: skip
         writers = args.writers or spark.sparkContext.defaultParallelism
+        outputs = StreamOutputs(args.bootstrap_servers, args.alerts_topic, args.dead_letter_topic,
+                                args.alert_threshold, args.start_date)
 
         batch_figures: dict[int, dict] = {}
         listener = ProgressLog(batch_figures, args.progress_file)
@@ -244,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
         writer = (
             messages.writeStream.queryName(APP_NAME)
-            .foreachBatch(batch_writer(args, pipeline_model, float(threshold), version, settings, writers,
+            .foreachBatch(batch_writer(outputs, pipeline_model, float(threshold), version, settings, writers,
                                        batch_figures))
             .option("checkpointLocation", args.checkpoint)
         )
@@ -259,27 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         return await_query(query, listener)
     finally:
         spark.stop()
-
-
-def await_query(query, listener: ProgressLog) -> int:
-    """Wait for the query; stop it gracefully on SIGTERM/SIGINT. 0 when it ended cleanly, 1 when it failed."""
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        while query.isActive:
-            if stop.is_set():
-                log.info("stop requested: stopping the query (an unfinished batch is replayed on the next start)")
-                query.stop()
-                break
-            query.awaitTermination(1)
-        query.awaitTermination()
-    except Exception as err:  # noqa: BLE001  (StreamingQueryException and friends: the query failed)
-        log.error("query failed: %s", str(err).splitlines()[0] if str(err) else repr(err))
-        listener.terminated.wait(10)
-        return 1
-    listener.terminated.wait(10)  # let the listener log the last batch before the session stops
-    return 0
 
 
 if __name__ == "__main__":

@@ -24,28 +24,19 @@ Exit codes: 0 done; 1 the model failed the validation gate (nothing registered,
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import time
-from pathlib import Path
+from dataclasses import fields
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-
-from fraudlab import config, io
+from fraudlab import config
 from fraudlab import model as fmodel
 from fraudlab.logs import configure_logging
-from fraudlab.schemas import PREPARED_COLUMNS
 from fraudlab.session import build_spark
+from fraudlab.train.gate import gate_thresholds
+from fraudlab.train.run import FitOptions, run
 
 APP_NAME = "fit_model"
 log = logging.getLogger(APP_NAME)
-
-#: Metrics a gate rule may name, as min_<name> or max_<name>.
-GATE_METRICS = ("average_precision", "roc_auc", "precision", "recall", "f1")
-#: Feature importances kept in metrics.json (all of them go to MLflow).
-TOP_IMPORTANCES = 20
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,23 +61,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def gate_thresholds(rules: list[str], gate_file: str | None) -> dict[str, float]:
-    """The gate: config defaults, then the JSON file, then ``--gate`` flags. Raises ValueError on a bad rule."""
-    thresholds = config.GateThresholds().as_dict()
-    if gate_file:
-        thresholds.update({k: float(v) for k, v in json.loads(Path(gate_file).read_text()).items()})
-    for rule in rules:
-        key, sep, value = rule.partition("=")
-        if not sep:
-            raise ValueError(f"gate rule {rule!r} is not RULE=VALUE")
-        thresholds[key.strip()] = float(value)
-    for key in thresholds:
-        kind, _, name = key.partition("_")
-        if kind not in ("min", "max") or name not in GATE_METRICS:
-            raise ValueError(f"unknown gate rule {key!r}: use min_/max_ with one of {', '.join(GATE_METRICS)}")
-    return thresholds
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
@@ -95,155 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as err:
         log.error("bad gate: %s", err)
         return 2
+    options = FitOptions(**{f.name: getattr(args, f.name) for f in fields(FitOptions)})
     spark = build_spark(APP_NAME)
     try:
-        return run(spark, args, thresholds)
+        return run(spark, options, thresholds)
     finally:
         spark.stop()
-
-
-def run(spark: SparkSession, args: argparse.Namespace, thresholds: dict[str, float]) -> int:
-    """Fit, evaluate, gate, write and log; the exit code. ``main`` owns the session."""
-    started = time.perf_counter()
-    prepared = spark.read.parquet(args.input).select(*PREPARED_COLUMNS)
-    # Customer history looks only at earlier steps, so it is computed once over all rows:
-    # a test row sees the training-period history it would see when scored.
-    data = fmodel.model_input(prepared).persist()
-    try:
-        return _fit_gate_write(spark, args, thresholds, prepared, data, started)
-    finally:
-        data.unpersist()
-
-
-def _fit_gate_write(spark: SparkSession, args: argparse.Namespace, thresholds: dict[str, float],
-                    prepared: DataFrame, data: DataFrame, started: float) -> int:
-    min_step, max_step = fmodel.step_range(data)
-    test_from = args.test_from_step if args.test_from_step is not None else (
-        fmodel.default_split_step(min_step, max_step))
-    if not min_step < test_from <= max_step:
-        log.error("--test-from-step %d leaves no train or no test rows (steps %d..%d)", test_from, min_step, max_step)
-        return 2
-    validation_from = fmodel.default_split_step(min_step, test_from - 1, args.validation_share)
-    train, test = fmodel.temporal_split(data, test_from)
-    early, validation = fmodel.temporal_split(train, validation_from)
-    log.info("steps %d..%d: early train < %d <= validation < %d <= test", min_step, max_step,
-             validation_from, test_from)
-
-    search_started = time.perf_counter()
-    results = fmodel.select_model(early, validation, fmodel.search_candidates(args.search, args.seed),
-                                  parallelism=args.parallelism)
-    search_seconds = time.perf_counter() - search_started
-    for result in results:
-        log.info("candidate %s %s, class weight strength %s: validation AP %.4f", result.model_type,
-                 _short(result.params), result.class_weight_strength, result.validation_average_precision)
-    best = results[0]
-    # The threshold is the best-F1 point of the early-fitted winner on the validation
-    # steps: after the refit those steps are training data, and test must stay unseen.
-    threshold = best.validation_threshold["threshold"]
-
-    refit_started = time.perf_counter()
-    stats = fmodel.category_stats(train)
-    weighted_train = fmodel.add_class_weight(train, strength=best.class_weight_strength)
-    pipeline_model = fmodel.build_pipeline(best.estimator, stats).fit(weighted_train)
-    refit_seconds = time.perf_counter() - refit_started
-
-    test_scored = fmodel.predict(pipeline_model, test).select("fraud", fmodel.PROBABILITY_COL).cache()
-    test_figures = fmodel.evaluate(test_scored, threshold)
-    test_table = fmodel.threshold_table(test_scored)
-    test_scored.unpersist()
-    counts = train.agg(F.count(F.lit(1)).alias("rows"), F.sum("fraud").alias("frauds")).first()
-    importances = fmodel.feature_importances(pipeline_model, test)
-    drift = fmodel.drift_reference(pipeline_model.stages[0].transform(train))
-
-    metrics = {
-        "input": args.input,
-        "model_type": best.model_type,
-        "params": best.params,
-        "class_weight_strength": best.class_weight_strength,
-        "threshold": threshold,
-        "test_average_precision": test_figures["average_precision"],
-        "test_roc_auc": test_figures["roc_auc"],
-        "test_precision": test_figures["precision"],
-        "test_recall": test_figures["recall"],
-        "test_f1": test_figures["f1"],
-        "test_confusion": {k: test_figures[k] for k in ("tp", "fp", "fn", "tn")},
-        "test_rows": test_figures["rows"],
-        "test_frauds": test_figures["tp"] + test_figures["fn"],
-        "train_rows": int(counts["rows"]),
-        "train_frauds": int(counts["frauds"] or 0),
-        "steps": {"min": min_step, "max": max_step, "validation_from": validation_from, "test_from": test_from},
-        "validation": {
-            "average_precision": best.validation_average_precision,
-            "roc_auc": best.validation_roc_auc,
-            "precision": best.validation_threshold["precision"],
-            "recall": best.validation_threshold["recall"],
-            "f1": best.validation_threshold["f1"],
-        },
-        "search": {"mode": args.search, "parallelism": args.parallelism,
-                   "candidates": [r.summary() for r in results]},
-        "category_stats": {c: {"mean": m, "std": s} for c, (m, s) in sorted(stats.items())},
-        # a list, largest first: write_json sorts object keys
-        "feature_importances": [{"feature": name, "importance": value}
-                                for name, value in list(importances.items())[:TOP_IMPORTANCES]],
-        "timings_s": {"search": round(search_seconds, 1), "refit": round(refit_seconds, 1)},
-    }
-    checks = fmodel.check_gate(metrics, thresholds)
-    failed = [c for c in checks if not c.passed]
-    metrics["gate"] = {"thresholds": thresholds, "checks": [c.as_dict() for c in checks],
-                       "passed": not failed, "failed": [c.rule for c in failed]}
-    for check in failed:
-        log.error("gate failed: %s = %s, needs %s %s (off by %s)", check.metric, _fmt(check.value),
-                  ">=" if check.rule.startswith("min_") else "<=", check.threshold, _fmt(check.margin))
-
-    pipeline_model.write().overwrite().save(args.model_dir)
-    metrics["timings_s"]["total"] = round(time.perf_counter() - started, 1)
-    io.write_json(spark, f"{args.model_dir}/drift_reference.json", drift)
-    io.write_json(spark, f"{args.model_dir}/metrics.json", metrics)
-    log.info("%s: test AP %.4f, ROC AUC %.4f, at threshold %.4f precision %.3f recall %.3f F1 %.3f",
-             best.model_type, metrics["test_average_precision"], metrics["test_roc_auc"], threshold,
-             metrics["test_precision"], metrics["test_recall"], metrics["test_f1"])
-
-    if not args.no_tracking:
-        from fraudlab import registry
-
-        outcome = registry.log_training_run(
-            pipeline_model if not failed else None,
-            metrics=metrics,
-            params={"model_type": best.model_type, "search": args.search, "test_from_step": test_from,
-                    "validation_from_step": validation_from, "threshold": threshold,
-                    "class_weight_strength": best.class_weight_strength,
-                    **{f"clf_{k}": v for k, v in best.params.items()}},
-            training_data=prepared.where(F.col("step") < test_from),
-            input_sample=test,
-            test_pr_table=test_table,
-            importances=importances,
-            drift=drift,
-            data_path=args.input,
-            experiment=args.experiment,
-            tracking_uri=args.tracking_uri,
-            register=not args.no_register and not failed,
-            model_name=args.model_name,
-            tags={"gate_passed": str(not failed).lower(), "search": args.search},
-        )
-        metrics["mlflow"] = {"tracking_uri": args.tracking_uri, "experiment": args.experiment,
-                             **outcome.as_dict()}
-        io.write_json(spark, f"{args.model_dir}/metrics.json", metrics)
-        log.info("MLflow run %s, registered version %s, champion moved: %s", outcome.run_id,
-                 outcome.registered_version, outcome.promoted)
-    if failed:
-        log.error("model not registered: gate failed on %s", ", ".join(c.rule for c in failed))
-        return 1
-    log.info("done in %.0f s", time.perf_counter() - started)
-    return 0
-
-
-def _short(params: dict) -> str:
-    keys = ("regParam", "elasticNetParam", "maxIter", "maxDepth", "stepSize", "subsamplingRate")
-    return ", ".join(f"{k}={params[k]}" for k in keys if k in params)
-
-
-def _fmt(value: float | None) -> str:
-    return "missing" if value is None else f"{value:.4f}"
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ import argparse
 import logging
 import sys
 
-from fraudlab.logs import configure_logging
 from fraudlab import config, io
-from fraudlab.parsing import HeaderError, parse_header, parse_lines
+from fraudlab.io import claims
+from fraudlab.logs import configure_logging
+from fraudlab.parsing import header_line_count, parse_lines, quarantine_reasons
 from fraudlab.schemas import PARTITION_COLUMN
 from fraudlab.session import build_spark
 
@@ -41,10 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     spark = build_spark(APP_NAME)
     try:
-        try:
-            columns = parse_header(io.read_header(spark, args.input))
-        except (HeaderError, ValueError) as err:
-            log.error("cannot read %s: %s", args.input, err)
+        columns = claims.csv_columns(spark, args.input, log)
+        if columns is None:
             return 2
         lines = io.read_lines(spark, args.input).cache()
         prepared, quarantine = parse_lines(lines, columns, args.start_date)
@@ -62,11 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             "rows_in": rows_in,
             "rows_out": rows_out,
             "rows_quarantined": rows_quarantined,
-            "quarantine_reasons": {
-                row["reason"]: row["count"] for row in quarantine.groupBy("reason").count().collect()
-            },
+            "quarantine_reasons": quarantine_reasons(quarantine),
         }
-        data_lines = lines.count() - _header_lines(lines)
+        data_lines = lines.count() - header_line_count(lines)
         if data_lines != rows_in:
             log.error("row accounting broken: %d data lines but %d out + %d quarantined",
                       data_lines, rows_out, rows_quarantined)
@@ -76,13 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         spark.stop()
-
-
-def _header_lines(lines) -> int:
-    from fraudlab.parsing import _is_header_line
-    from pyspark.sql import functions as F
-
-    return lines.where(_is_header_line(F.col("raw_line"))).count()
 
 
 if __name__ == "__main__":

@@ -37,28 +37,24 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
 
-from fraudlab import config, io, registry, reports, scoring
+from fraudlab import config, drift, io, registry, reports, scoring
+from fraudlab.io import claims
 from fraudlab.logs import configure_logging
-from fraudlab.parsing import HeaderError, parse_header, parse_lines, split_valid, validate
-from fraudlab.schemas import PARTITION_COLUMN, PREPARED_COLUMNS, PREPARED_SCHEMA
+from fraudlab.parsing import HeaderError, quarantine_reasons
 from fraudlab.session import build_spark
 
 APP_NAME = "score_claims"
 log = logging.getLogger(APP_NAME)
-
-INPUT_FORMATS = ("parquet", "csv", "json")
-OUTPUT_FORMATS = ("parquet", "csv", "json")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = config.DetectionConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default=str(config.PREPARED_DIR), help="claims to score (file or folder)")
-    parser.add_argument("--format", choices=INPUT_FORMATS, default="parquet", help="input format")
+    parser.add_argument("--format", choices=claims.FORMATS, default="parquet", help="input format")
     parser.add_argument("--output", default=str(config.SCORED_DIR), help="scored claims to (over)write")
-    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="parquet")
+    parser.add_argument("--output-format", choices=claims.FORMATS, default="parquet")
     parser.add_argument("--quarantine", default=None, help="rejected CSV/JSON rows (default <output>_quarantine)")
     parser.add_argument("--start-date", default=config.DEFAULT_START_DATE, help="date of step 0 (CSV/JSON input)")
     parser.add_argument("--model", default=registry.champion_uri(), help="model folder or models:/NAME@ALIAS")
@@ -75,58 +71,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def detection_config(args: argparse.Namespace) -> config.DetectionConfig:
-    """The detection config from the flags; raises ValueError on a bad rule weight."""
-    base = config.DetectionConfig()
-    weights = dict(base.rule_weights)
-    for item in args.rule_weight:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"rule weight {item!r} is not RULE=WEIGHT")
-        weights[name.strip()] = float(value)
-    detection = replace(
-        base,
-        zscore_threshold=args.zscore_threshold,
-        duplicate_window_steps=args.duplicate_window_steps,
-        spike_ratio=args.spike_ratio,
-        spike_min_history=args.spike_min_history,
-        high_risk_threshold=args.high_risk_threshold,
-        rule_weights=weights,
-    )
-    scoring.rule_weights(detection)
-    return detection
-
-
-def read_claims(spark, args):
-    """``(prepared, quarantine or None)`` for the input format."""
-    if args.format == "parquet":
-        return spark.read.schema(PREPARED_SCHEMA).parquet(args.input).select(*PREPARED_COLUMNS), None
-    lines = io.read_lines(spark, args.input)
-    if args.format == "csv":
-        return parse_lines(lines, parse_header(io.read_header(spark, args.input)), args.start_date)
-    return split_valid(validate(scoring.split_json_fields(lines), args.start_date))
-
-
-def write_scored(scored, args) -> None:
-    if args.output_format == "parquet":
-        scored.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(args.output)
-    elif args.output_format == "csv":
-        scoring.flatten_scored(scored).write.mode("overwrite").option("header", True).csv(args.output)
-    else:
-        scored.write.mode("overwrite").json(args.output)
-
-
-def model_version(info: dict) -> str:
-    """The registry version, else the version the saved folder was registered as, else its path."""
-    mlflow_info = (info.get("metrics") or {}).get("mlflow") or {}
-    return str(info.get("version") or mlflow_info.get("registered_version") or info["source"])
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
     try:
-        detection = detection_config(args)
+        detection = scoring.detection_config(
+            args.rule_weight, zscore_threshold=args.zscore_threshold,
+            duplicate_window_steps=args.duplicate_window_steps, spike_ratio=args.spike_ratio,
+            spike_min_history=args.spike_min_history, high_risk_threshold=args.high_risk_threshold)
     except ValueError as err:
         log.error("bad detection flags: %s", err)
         return 2
@@ -136,68 +88,35 @@ def main(argv: list[str] | None = None) -> int:
         try:
             pipeline_model, info, threshold = registry.load_scoring_model(args.model, args.tracking_uri,
                                                                           args.threshold)
-        except registry.ModelLoadError as err:
+            if not io.exists(spark, args.input):
+                log.error("no claims at %s", args.input)
+                return 2
+            prepared, quarantine = claims.read_claims(spark, args.input, args.format, args.start_date)
+        except registry.ModelLoadError as err:  # a ValueError too: caught first
             log.error("%s", err)
             return 2
-        if not io.exists(spark, args.input):
-            log.error("no claims at %s", args.input)
-            return 2
-        try:
-            prepared, quarantine = read_claims(spark, args)
         except (HeaderError, ValueError) as err:
             log.error("cannot read %s: %s", args.input, err)
             return 2
-        version = model_version(info)
+        version = registry.model_version(info)
         detail = scoring.score_with_features(pipeline_model, prepared, detection, threshold, version).persist()
         scored = scoring.select_scored(detail)
 
-        write_scored(scored, args)
+        claims.write_scored(scored, args.output, args.output_format)
         summary = reports.summary(scored).first().asDict()
-        drift_reference = info.get("drift_reference")
-        if drift_reference:
-            drift = scoring.population_stability(
-                scoring.drift_bin_counts(detail, drift_reference).collect(), drift_reference)
-        else:
+        if not info.get("drift_reference"):
             log.warning("model %s has no drift reference: no PSI figures", args.model)
-            drift = {}
-
-        metrics = {
-            "input": args.input,
-            "format": args.format,
-            "output": args.output,
-            "output_format": args.output_format,
-            "model": args.model,
-            "model_version": version,
-            "threshold": float(threshold),
-            "detection": detection.as_dict(),
-            "claims_processed": summary["claims"],
-            "flagged": summary["flagged"],
-            "high_risk": summary["high_risk"],
-            "medium_risk": summary["medium_risk"],
-            "low_risk": summary["low_risk"],
-            "duplicates": summary["duplicates"],
-            "signals": {signal: summary[signal] for signal in scoring.SIGNALS},
-            "total_amount": summary["total_amount"],
-            "flagged_amount": summary["flagged_amount"],
-            "labelled": summary["labelled"],
-            "frauds": summary["frauds"],
-            "flagged_frauds": summary["flagged_frauds"],
-            "alert_precision": summary["alert_precision"],
-            "fraud_recall": summary["fraud_recall"],
-            "drift": {name: round(d["psi"], 6) for name, d in drift.items()},
-            "drift_status": {name: d["status"] for name, d in drift.items()},
-        }
+        figures = drift.drift_figures(detail, info.get("drift_reference"))
+        metrics = reports.scoring_metrics(
+            {"input": args.input, "format": args.format, "output": args.output,
+             "output_format": args.output_format, "model": args.model, "model_version": version,
+             "threshold": float(threshold), "detection": detection.as_dict()}, summary, figures)
         if quarantine is not None:
             quarantine = quarantine.cache()
             quarantine.write.mode("overwrite").json(quarantine_path)
-            reasons = {row["reason"]: row["count"] for row in quarantine.groupBy("reason").count().collect()}
-            rows_quarantined = sum(reasons.values())
-            metrics.update({
-                "quarantine": quarantine_path,
-                "rows_in": summary["claims"] + rows_quarantined,
-                "rows_quarantined": rows_quarantined,
-                "quarantine_reasons": reasons,
-            })
+            reasons = quarantine_reasons(quarantine)
+            metrics.update({"quarantine": quarantine_path, "rows_in": summary["claims"] + sum(reasons.values()),
+                            "rows_quarantined": sum(reasons.values()), "quarantine_reasons": reasons})
         io.write_json(spark, f"{args.output.rstrip('/')}/_metrics.json", metrics)
 
         log.info("claims_processed=%d flagged=%d high_risk=%d duplicates=%d (threshold %.4f, model %s)",
@@ -205,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                  threshold, version)
         if quarantine is not None:
             log.info("rows_in=%d rows_quarantined=%d", metrics["rows_in"], metrics["rows_quarantined"])
-        for name, figures in drift.items():
-            log.info("drift %s: PSI %.4f (%s)", name, figures["psi"], figures["status"])
+        for name, figure in figures.items():
+            log.info("drift %s: PSI %.4f (%s)", name, figure["psi"], figure["status"])
         return 0
     finally:
         spark.stop()

@@ -38,16 +38,16 @@ import time
 from pyspark.sql import functions as F
 
 from fraudlab import config, io, streaming
+from fraudlab.io import claims
 from fraudlab.logs import configure_logging
-from fraudlab.parsing import HeaderError, parse_header, split_fields, split_valid, validate
+from fraudlab.parsing import quarantine_reasons, split_fields, split_valid, validate
 from fraudlab.session import build_spark
+from fraudlab.streaming.replay import replay_metrics, send_paced
 
 APP_NAME = "stream_csv_to_kafka"
 log = logging.getLogger(APP_NAME)
 
 DEFAULT_QUARANTINE = config.DATA_DIR / "stream" / "quarantine"
-#: Seconds between progress lines of a paced replay.
-PROGRESS_EVERY_S = 10.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,10 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark(APP_NAME)
     started = time.perf_counter()
     try:
-        try:
-            columns = parse_header(io.read_header(spark, args.input))
-        except (HeaderError, ValueError) as err:
-            log.error("cannot read %s: %s", args.input, err)
+        columns = claims.csv_columns(spark, args.input, log)
+        if columns is None:
             return 2
         # parse_lines' stages, with the validated lines cached: valid rows and quarantine come
         # from one parse of the file, not two.
@@ -106,75 +104,21 @@ def main(argv: list[str] | None = None) -> int:
 
         send_started = time.perf_counter()
         try:
-            rows_sent, chunks, max_lag = send(to_send, args)
+            sent = send_paced(to_send, args.bootstrap_servers, args.topic, args.pace)
         except Exception as err:  # noqa: BLE001  (the Kafka sink's errors come through py4j)
             log.error("sending to %s at %s failed: %s", args.topic, args.bootstrap_servers,
                       str(err).splitlines()[0])
             return 1
         send_seconds = time.perf_counter() - send_started
-
-        metrics = {
-            "input": args.input,
-            "topic": args.topic,
-            "bootstrap_servers": args.bootstrap_servers,
-            "rows_in": rows_valid + rows_quarantined,
-            "rows_sent": rows_sent,
-            "rows_quarantined": rows_quarantined,
-            "rows_held_back": rows_valid - rows_sent,
-            "quarantine": args.quarantine,
-            "quarantine_reasons": {
-                row["reason"]: row["count"] for row in quarantine.groupBy("reason").count().collect()
-            },
-            "pace": {"rows_per_second": args.rows_per_second, "step_by_step": args.step_by_step,
-                     "speedup": args.speedup if args.step_by_step else None,
-                     "tick_seconds": args.tick_seconds if args.rows_per_second else None},
-            "chunks": chunks,
-            "max_lag_seconds": round(max_lag, 3),
-            "read_seconds": round(read_seconds, 3),
-            "send_seconds": round(send_seconds, 3),
-            "elapsed_seconds": round(time.perf_counter() - started, 3),
-            "rows_per_second_sent": round(rows_sent / send_seconds, 1) if send_seconds > 0 else None,
-        }
+        rows_sent, chunks, max_lag = sent
+        seconds = {"read": read_seconds, "send": send_seconds, "elapsed": time.perf_counter() - started}
+        metrics = replay_metrics(args, rows_valid, rows_quarantined, quarantine_reasons(quarantine), sent, seconds)
         io.write_json(spark, args.metrics or f"{args.quarantine.rstrip('/')}/_metrics.json", metrics)
         log.info("rows_in=%d rows_sent=%d rows_quarantined=%d to %s in %.1f s (%d chunk(s), max lag %.2f s)",
                  metrics["rows_in"], rows_sent, rows_quarantined, args.topic, send_seconds, chunks, max_lag)
         return 0
     finally:
         spark.stop()
-
-
-def send(messages, args) -> tuple[int, int, float]:
-    """Write the messages chunk by chunk on the pace's schedule. Returns ``(rows, chunks, max lag in s)``."""
-
-    def write(frame) -> None:
-        # One partition: the rows leave in the order replay_order gave them.
-        (frame.coalesce(1).select("key", "value").write.format("kafka")
-         .option("kafka.bootstrap.servers", args.bootstrap_servers).option("topic", args.topic).save())
-
-    if not args.pace.paced:
-        rows = messages.count()
-        write(messages)
-        return rows, 1, 0.0
-    counts = sorted((r["chunk"], r["count"]) for r in messages.groupBy("chunk").count().collect())
-    if not counts:
-        return 0, 0, 0.0
-    first = counts[0][0]
-    start = time.monotonic()
-    max_lag, sent, last_report = 0.0, 0, start
-    for chunk, count in counts:
-        due = start + args.pace.due_seconds(chunk, first)
-        now = time.monotonic()
-        if due > now:
-            time.sleep(due - now)
-        else:
-            max_lag = max(max_lag, now - due)
-        write(messages.where(F.col("chunk") == chunk))
-        sent += count
-        if time.monotonic() - last_report >= PROGRESS_EVERY_S:
-            last_report = time.monotonic()
-            log.info("sent %d rows in %.0f s (chunk %d of %d)", sent, last_report - start, chunk - first + 1,
-                     counts[-1][0] - first + 1)
-    return sent, len(counts), max_lag
 
 
 if __name__ == "__main__":

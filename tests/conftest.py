@@ -67,3 +67,10 @@ def run_spark_app(app: str, *args: str, master: str = "local[2]", timeout: int =
 def spark_submit():
     """The :func:`run_spark_app` runner, as a fixture."""
     return run_spark_app
+
+
+def run_python_app(app: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``spark-apps/<app>`` with the venv's Python, as a user would: for an app that needs no
+    Spark (``generate_transactions.py``) or that refuses its flags before it starts a session."""
+    cmd = [sys.executable, str(SPARK_APPS / app), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)

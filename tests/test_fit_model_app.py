@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from importlib import util
-from pathlib import Path
 
 import pytest
 from pyspark.ml import PipelineModel
@@ -13,6 +11,9 @@ from pyspark.sql import functions as F
 
 from fraudlab import config, generator
 from fraudlab import model as fmodel
+from fraudlab.drift import DRIFT_FEATURES
+from fraudlab.train.gate import gate_thresholds
+from fraudlab.train.run import FitOptions, run
 from fraudlab.schemas import PARTITION_COLUMN, PREPARED_SCHEMA
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -80,7 +81,7 @@ def test_fit_model_writes_model_metrics_drift_reference_and_registers_the_champi
     assert (at["precision"], at["recall"]) == pytest.approx((metrics["test_precision"], metrics["test_recall"]))
 
     drift = json.loads((model_dir / "drift_reference.json").read_text())
-    assert sorted(drift["features"]) == sorted(fmodel.DRIFT_FEATURES)
+    assert sorted(drift["features"]) == sorted(DRIFT_FEATURES)
     assert drift["rows"] == metrics["train_rows"]
     for feature in drift["features"].values():
         assert len(feature["shares"]) == len(feature["edges"]) + 1
@@ -96,16 +97,13 @@ def test_fit_model_writes_model_metrics_drift_reference_and_registers_the_champi
 def test_fit_model_below_the_gate_exits_non_zero_and_registers_nothing(spark, prepared_path, tmp_path, caplog):
     import mlflow
 
-    # in-process through the app's run(), on the test session: the plumbing is the one spark-submit runs
-    app = _load_app()
+    # in-process through the package's training run, on the test session: the plumbing is the one spark-submit runs
     model_dir = tmp_path / "model"
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
-    args = app.parse_args([
-        "--input", prepared_path, "--model-dir", str(model_dir), "--search", "smoke", "--tracking-uri", tracking_uri,
-        "--gate", "min_average_precision=0.9999", "--gate", "min_roc_auc=0", "--gate", "min_recall=0",
-    ])
-    with caplog.at_level(logging.INFO, logger=app.APP_NAME):
-        exit_code = app.run(spark, args, app.gate_thresholds(args.gate, args.gate_file))
+    options = FitOptions(input=prepared_path, model_dir=str(model_dir), search="smoke", tracking_uri=tracking_uri)
+    gate = ["min_average_precision=0.9999", "min_roc_auc=0", "min_recall=0"]
+    with caplog.at_level(logging.INFO, logger="fit_model"):
+        exit_code = run(spark, options, gate_thresholds(gate, None))
     assert exit_code == 1
     assert any(r.levelno == logging.ERROR and "gate failed: test_average_precision" in r.getMessage()
                for r in caplog.records)
@@ -121,17 +119,3 @@ def test_fit_model_below_the_gate_exits_non_zero_and_registers_nothing(spark, pr
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("fraudlab").experiment_id])
     assert [r.data.tags["gate_passed"] for r in runs] == ["false"]
-
-
-def test_fit_model_rejects_an_unknown_gate_rule():
-    app = _load_app()
-    with pytest.raises(ValueError, match="unknown gate rule"):
-        app.gate_thresholds(["min_accuracy=0.9"], None)
-    assert app.gate_thresholds(["min_average_precision=0.85"], None)["min_average_precision"] == 0.85
-
-
-def _load_app():
-    spec = util.spec_from_file_location("fit_model", Path(__file__).parents[1] / "spark-apps" / "fit_model.py")
-    app = util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    return app

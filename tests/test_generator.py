@@ -1,4 +1,4 @@
-"""The BankSim generator: format, determinism, scaling, and the statistics of shared/BANKSIM.md.
+"""The BankSim generator: format, determinism, scaling, and the public file's statistics.
 
 The full-size data set is generated once per module (about 2 s) and every
 statistic is checked against the public file's figures with the tolerance
@@ -10,9 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import importlib.util
 import io
-import logging
 import re
 from pathlib import Path
 
@@ -23,17 +21,11 @@ import pytest
 from fraudlab import banksim, generator
 from fraudlab.banksim import AGES, BANKSIM_COLUMNS, CATEGORIES, MERCHANTS, WITH_ID_COLUMNS
 from fraudlab.config import DEFAULT_START_DATE
+from tests.conftest import run_python_app
 
-APP = Path(__file__).resolve().parents[1] / "spark-apps" / "generate_transactions.py"
+APP = "generate_transactions.py"
 SMALL_ROWS = 20_000
 TEXT_COLUMNS = {c: str for c in banksim.QUOTED_COLUMNS}
-
-
-def _load_app():
-    spec = importlib.util.spec_from_file_location("generate_transactions", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -368,7 +360,7 @@ def test_small_samples_still_have_every_merchant(small_file: Path) -> None:
 
 def test_cli_writes_the_file_and_returns_zero(tmp_path: Path) -> None:
     output = tmp_path / "new" / "dir" / "transactions.csv"
-    code = _load_app().main(["--rows", "2000", "--seed", "3", "--output", str(output)])
+    code = run_python_app(APP, "--rows", "2000", "--seed", "3", "--output", str(output)).returncode
     assert code == 0
     expected = generator.format_csv(generator.generate(2_000, seed=3)).encode("ascii")
     assert output.read_bytes() == expected
@@ -376,24 +368,14 @@ def test_cli_writes_the_file_and_returns_zero(tmp_path: Path) -> None:
 
 def test_cli_writes_the_with_id_variant(tmp_path: Path) -> None:
     output = tmp_path / "with_id.csv"
-    assert _load_app().main(["--rows", "1000", "--output", str(output), "--variant", "with-id"]) == 0
+    assert run_python_app(APP, "--rows", "1000", "--output", str(output), "--variant", "with-id").returncode == 0
     assert output.read_bytes().startswith(b"id,date,step,customer,")
 
 
-def test_cli_logs_rows_frauds_and_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # The app configures logging itself (to stderr, replacing root handlers), so read
-    # what it printed rather than pytest's log capture, and put the root logger back.
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    try:
-        _load_app().main(["--rows", "1000", "--output", str(tmp_path / "t.csv")])
-    finally:
-        for handler in root.handlers[:]:
-            root.removeHandler(handler)
-        for handler in saved_handlers:
-            root.addHandler(handler)
-        root.setLevel(saved_level)
-    lines = [line for line in capsys.readouterr().err.splitlines() if "generate_transactions" in line]
+def test_cli_logs_rows_frauds_and_time(tmp_path: Path) -> None:
+    # The app configures logging itself, to stderr: read what it printed there.
+    err = run_python_app(APP, "--rows", "1000", "--output", str(tmp_path / "t.csv")).stderr
+    lines = [line for line in err.splitlines() if "generate_transactions" in line]
     assert lines, "the app logged nothing to stderr"
     message = lines[-1]
     assert "INFO" in message
@@ -401,5 +383,6 @@ def test_cli_logs_rows_frauds_and_time(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_cli_rejects_an_unknown_variant(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit):
-        _load_app().parse_args(["--output", str(tmp_path / "x.csv"), "--variant", "json"])
+    # argparse refuses it: SystemExit(2), before anything is written
+    proc = run_python_app(APP, "--output", str(tmp_path / "x.csv"), "--variant", "json")
+    assert proc.returncode == 2

@@ -195,31 +195,3 @@ def test_select_model_ranks_candidates_and_picks_thresholds_on_validation_rows_o
         assert result.validation_pr_table[-1]["flagged"] == validation_rows
         assert result.validation_pr_table[-1]["true_positives"] == validation_frauds
         assert result.validation_threshold == fmodel.choose_threshold(result.validation_pr_table)
-
-
-def test_gate_fails_each_metric_below_its_threshold_and_says_by_how_much():
-    metrics = {"test_average_precision": 0.6, "test_roc_auc": 0.99, "test_recall": 0.4}
-    checks = {c.rule: c for c in fmodel.check_gate(
-        metrics, {"min_average_precision": 0.7, "min_roc_auc": 0.95, "min_recall": 0.5, "min_f1": 0.1})}
-    assert {rule for rule, c in checks.items() if not c.passed} == {"min_average_precision", "min_recall", "min_f1"}
-    assert checks["min_average_precision"].margin == pytest.approx(-0.1)
-    assert checks["min_roc_auc"].passed and checks["min_roc_auc"].margin == pytest.approx(0.04)
-    assert checks["min_f1"].value is None  # a missing metric fails rather than passes
-
-
-def test_drift_reference_holds_decile_edges_and_training_shares(spark):
-    df = spark.createDataFrame([(float(v), float(v % 3), None) for v in range(1, 101)],
-                               "amount double, count double, empty double")
-    reference = fmodel.drift_reference(df, columns=["amount", "count", "empty"])
-    amount = reference["features"]["amount"]
-    assert amount["edges"] == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0]
-    assert amount["shares"] == pytest.approx([0.09] + [0.1] * 8 + [0.11])
-    count = reference["features"]["count"]
-    assert count["edges"] == [0.0, 1.0, 2.0]  # repeated deciles merged
-    assert sum(count["shares"]) == pytest.approx(1.0)
-    assert len(count["shares"]) == len(count["edges"]) + 1
-    assert reference["rows"] == 100
-    assert reference["features"]["empty"] == {"edges": [], "shares": [0.0]}
-    assert fmodel.bin_shares(df, "count", [1.0]) == pytest.approx([0.33, 0.67])
-    assert fmodel.population_stability_index(amount["shares"], amount["shares"]) == 0.0
-    assert fmodel.population_stability_index(amount["shares"], [1.0] + [0.0] * 9) > 1.0

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from fraudlab.scoring import RULES, SCORED_COLUMNS, SCORED_SCHEMA
+from tests.conftest import run_python_app
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 #: Tiny inputs: no UI, few shuffle partitions.
 SUBMIT_ARGS = ["--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=2"]
 
-REPO = Path(__file__).resolve().parents[1]
 START = dt.datetime(2024, 1, 1)
 TABLES = ["daily_volumes.csv", "duplicate_claims.csv", "flagged_by_signal.csv", "high_risk_merchants.csv"]
 
@@ -134,9 +133,7 @@ def test_month_without_data_writes_an_empty_report(spark_submit, scored, reports
 
 
 def test_bad_month_is_refused_before_spark_starts(scored, tmp_path):
-    spec = importlib.util.spec_from_file_location("monthly_report_app", REPO / "spark-apps" / "monthly_report.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
     for month in ("2024-13", "2024-2", "March"):
-        assert app.main(["--input", str(scored), "--month", month, "--output", str(tmp_path)]) == 2
+        proc = run_python_app("monthly_report.py", "--input", str(scored), "--month", month, "--output", str(tmp_path))
+        assert proc.returncode == 2
     assert list(tmp_path.iterdir()) == []

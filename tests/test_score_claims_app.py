@@ -10,23 +10,23 @@ the threshold and ``drift_reference.json`` beside the PipelineModel).
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import random
 from pathlib import Path
 
 import pytest
 
+from fraudlab import drift as fdrift
 from fraudlab import model
 from fraudlab.schemas import PREPARED_SCHEMA
 from fraudlab.scoring import SCORED_COLUMNS
+from tests.conftest import run_python_app
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 #: Tiny inputs: no UI, few shuffle partitions.
 SUBMIT_ARGS = ["--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=2"]
 
-REPO = Path(__file__).resolve().parents[1]
 HEADER = "step,customer,age,gender,zipcodeOri,merchant,zipMerchant,category,amount,fraud"
 THRESHOLD = 0.5
 
@@ -90,7 +90,7 @@ def model_dir(spark, tmp_path_factory) -> Path:
         model.add_class_weight(model.model_input(train)))
     out = tmp_path_factory.mktemp("model") / "fraud_model"
     fitted.write().overwrite().save(str(out))
-    drift = model.drift_reference(fitted.stages[0].transform(model.model_input(train)))
+    drift = fdrift.drift_reference(fitted.stages[0].transform(model.model_input(train)))
     (out / "metrics.json").write_text(json.dumps({"threshold": THRESHOLD, "test_average_precision": 1.0}))
     (out / "drift_reference.json").write_text(json.dumps(drift))
     return out
@@ -191,7 +191,7 @@ def test_parquet_output_is_partitioned_by_month_with_the_contract_columns(csv_ru
 
 def test_summary_reports_drift_per_model_feature(csv_run, model_dir, spark):
     out, metrics, _ = csv_run
-    assert set(metrics["drift"]) == set(model.DRIFT_FEATURES)
+    assert set(metrics["drift"]) == set(fdrift.DRIFT_FEATURES)
     assert set(metrics["drift_status"].values()) <= {"stable", "moderate", "significant"}
     # The amount's PSI, recomputed here from the scored rows and the training bins.
     reference = json.loads((model_dir / "drift_reference.json").read_text())["features"]["amount"]
@@ -199,7 +199,7 @@ def test_summary_reports_drift_per_model_feature(csv_run, model_dir, spark):
     counts = [0] * (len(reference["edges"]) + 1)
     for amount in amounts:
         counts[sum(amount >= edge for edge in reference["edges"])] += 1
-    expected = model.population_stability_index(reference["shares"], [c / len(amounts) for c in counts])
+    expected = fdrift.population_stability_index(reference["shares"], [c / len(amounts) for c in counts])
     assert metrics["drift"]["amount"] == pytest.approx(expected, abs=1e-5)
 
 
@@ -240,8 +240,5 @@ def test_parquet_input_to_csv_output(spark_submit, model_dir, inputs, tmp_path, 
 
 
 def test_bad_rule_weight_is_refused_before_spark_starts():
-    spec = importlib.util.spec_from_file_location("score_claims_app", REPO / "spark-apps" / "score_claims.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    assert app.main(["--rule-weight", "velocity=0.3"]) == 2
-    assert app.main(["--rule-weight", "amount_outlier=2"]) == 2
+    assert run_python_app("score_claims.py", "--rule-weight", "velocity=0.3").returncode == 2
+    assert run_python_app("score_claims.py", "--rule-weight", "amount_outlier=2").returncode == 2

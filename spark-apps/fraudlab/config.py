@@ -44,6 +44,24 @@ CASSANDRA_KEYSPACE = "fraudlab"
 MODEL_NAME = "fraudlab_fraud_classifier"
 CHAMPION_ALIAS = "champion"
 
+#: A report month, ``YYYY-MM``: the report app checks it, the DAGs' ``report_month`` params carry it.
+MONTH_REGEX = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
+
+def parse_rule_values(items: list[str], label: str = "rule", form: str = "RULE=VALUE") -> dict[str, float]:
+    """``["name=0.5", ...]`` as ``{"name": 0.5}`` (later items win); ValueError on an item without ``=``.
+
+    The one parser of the apps' repeatable ``RULE=VALUE`` flags (``--gate``, ``--rule-weight``);
+    ``label`` and ``form`` word the error: "gate rule 'x' is not RULE=VALUE".
+    """
+    values: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{label} {item!r} is not {form}")
+        values[name.strip()] = float(value)
+    return values
+
 
 @dataclass(frozen=True)
 class GateThresholds:

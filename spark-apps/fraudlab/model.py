@@ -36,7 +36,7 @@ from typing import Any
 from pyspark.ml import Estimator, Pipeline, PipelineModel, Transformer
 from pyspark.ml.classification import GBTClassifier, LogisticRegression
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
-from pyspark.ml.feature import Bucketizer, OneHotEncoder, SQLTransformer, StringIndexer, VectorAssembler
+from pyspark.ml.feature import OneHotEncoder, SQLTransformer, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -51,9 +51,6 @@ PROBABILITY_COL = "fraud_probability"
 
 #: Columns the fitted pipeline reads: what a scoring input must carry (see :func:`model_input`).
 MODEL_INPUT_COLUMNS: list[str] = [*CATEGORICAL_FEATURES, *[c for c in NUMERIC_FEATURES if c != "amount_zscore"]]
-
-#: Numeric features whose training distribution is kept for the population-stability index.
-DRIFT_FEATURES: list[str] = ["amount", "amount_zscore", "amount_over_customer_mean", "customer_prior_count"]
 
 #: Share of the step range that :func:`default_split_step` leaves to the later slice.
 DEFAULT_HOLDOUT_SHARE = 0.2
@@ -434,138 +431,6 @@ def select_model(early: DataFrame, validation: DataFrame, candidates: list[Candi
         early_vectors.unpersist()
         validation_vectors.unpersist()
     return sorted(results, key=lambda r: -r.validation_average_precision)
-
-
-# --------------------------------------------------------------------------- validation gate
-
-
-@dataclass(frozen=True)
-class GateCheck:
-    """One rule of the validation gate and how the model fared."""
-
-    rule: str
-    metric: str
-    value: float | None
-    threshold: float
-    passed: bool
-
-    @property
-    def margin(self) -> float | None:
-        """How far the value is on the good side of the threshold (negative: failed by that much)."""
-        if self.value is None:
-            return None
-        return self.value - self.threshold if self.rule.startswith("min_") else self.threshold - self.value
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "metric": self.metric, "value": self.value, "threshold": self.threshold,
-                "passed": self.passed, "margin": self.margin}
-
-
-def check_gate(metrics: dict[str, Any], thresholds: dict[str, float]) -> list[GateCheck]:
-    """Judge test metrics against gate rules ``min_<name>`` / ``max_<name>`` on ``test_<name>``.
-
-    ``{"min_average_precision": 0.8}`` requires ``metrics["test_average_precision"] >= 0.8``.
-    A rule whose metric is missing fails.
-    """
-    checks = []
-    for rule, threshold in sorted(thresholds.items()):
-        kind, _, name = rule.partition("_")
-        if kind not in ("min", "max") or not name:
-            raise ValueError(f"gate rule {rule!r} must be min_<metric> or max_<metric>")
-        metric = f"test_{name}"
-        value = metrics.get(metric)
-        value = None if value is None else float(value)
-        if value is None or math.isnan(value):
-            passed = False
-        else:
-            passed = value >= threshold if kind == "min" else value <= threshold
-        checks.append(GateCheck(rule, metric, value, float(threshold), passed))
-    return checks
-
-
-# --------------------------------------------------------------------------- drift reference
-
-
-def drift_bins(edges: list[float]) -> list[float]:
-    """Bucketizer splits for inner bin ``edges``: ``[-inf, *edges, +inf]``."""
-    return [-math.inf, *edges, math.inf]
-
-
-def bin_shares(df: DataFrame, column: str, edges: list[float]) -> list[float]:
-    """Share of ``df``'s rows in each bin ``[-inf, e0), [e0, e1), ..., [e_last, +inf]`` (an action).
-
-    Uses MLlib's ``Bucketizer``, so scoring can bin new data the same way. Null or
-    NaN values are left out.
-    """
-    counts, _ = _bin_counts(df, {column: edges})
-    return _shares(counts[column])
-
-
-def _shares(counts: list[int]) -> list[float]:
-    total = sum(counts)
-    return [c / total if total else 0.0 for c in counts]
-
-
-def _bin_counts(df: DataFrame, edges_by_column: dict[str, list[float]]) -> tuple[dict[str, list[int]], int]:
-    """Rows per bin of several columns, and the number of rows, in one pass over ``df``."""
-    columns = list(edges_by_column)
-    numeric = df.select(*[F.col(c).cast("double").alias(c) for c in columns])
-    binned = {c: f"_bin_{i}" for i, c in enumerate(columns) if edges_by_column[c]}
-    if binned:
-        # handleInvalid="keep" puts null and NaN into one extra bin, which is not counted
-        numeric = Bucketizer(splitsArray=[drift_bins(edges_by_column[c]) for c in binned],
-                             inputCols=list(binned), outputCols=list(binned.values()),
-                             handleInvalid="keep").transform(numeric)
-    counters = []
-    for c in columns:
-        if c in binned:
-            counters += [F.count_if(F.col(binned[c]) == F.lit(float(i))).alias(f"{c}#{i}")
-                         for i in range(len(edges_by_column[c]) + 1)]
-        else:  # no edges (no finite values): one bin, Bucketizer needs at least one edge
-            counters.append(F.count_if(F.col(c).isNotNull() & ~F.isnan(F.col(c))).alias(f"{c}#0"))
-    row = numeric.agg(F.count(F.lit(1)).alias("_rows"), *counters).first()
-    counts = {c: [int(row[f"{c}#{i}"]) for i in range(len(edges_by_column[c]) + 1)] for c in columns}
-    return counts, int(row["_rows"])
-
-
-def drift_reference(df: DataFrame, columns: list[str] = DRIFT_FEATURES, quantiles: int = 10,
-                    relative_error: float = 0.001) -> dict[str, Any]:
-    """The training distribution of ``columns`` for a population-stability index (two Spark jobs).
-
-    Bin edges are the deciles (for ``quantiles=10``) of ``df``; repeated edges
-    (a feature with many equal values) are merged. Layout::
-
-        {"quantiles": 10, "rows": n, "bin_rule": "...",
-         "features": {name: {"edges": [...], "shares": [...]}}}
-
-    with ``len(shares) == len(edges) + 1``.
-    """
-    probabilities = [i / quantiles for i in range(1, quantiles)]
-    numeric = df.select(*[F.col(c).cast("double").alias(c) for c in columns])
-    edge_lists = numeric.approxQuantile(columns, probabilities, relative_error)
-    edges_by_column = {
-        column: sorted(set(float(e) for e in raw if e is not None and math.isfinite(e)))
-        for column, raw in zip(columns, edge_lists)
-    }
-    counts, rows = _bin_counts(numeric, edges_by_column)
-    return {
-        "quantiles": quantiles,
-        "rows": rows,
-        "bin_rule": "bins are [-inf, e0), [e0, e1), ..., [e_last, +inf] "
-                    "(pyspark.ml.feature.Bucketizer with splits [-inf, *edges, +inf])",
-        "features": {c: {"edges": edges_by_column[c], "shares": _shares(counts[c])} for c in columns},
-    }
-
-
-def population_stability_index(expected: list[float], actual: list[float], floor: float = 1e-4) -> float:
-    """PSI = sum((a - e) * ln(a / e)) over bins, with shares floored at ``floor`` to keep it finite."""
-    if len(expected) != len(actual):
-        raise ValueError("expected and actual shares need the same bins")
-    total = 0.0
-    for e, a in zip(expected, actual):
-        e, a = max(e, floor), max(a, floor)
-        total += (a - e) * math.log(a / e)
-    return total
 
 
 # --------------------------------------------------------------------------- fitted-model introspection

@@ -41,8 +41,9 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from fraudlab import drift as fdrift
+from fraudlab.io import cassandra, kafka
 from fraudlab import model as fmodel
-from fraudlab import scoring
 from fraudlab.streaming import ALERT_TABLE_COLUMNS, ALERTS_TABLE
 
 LABEL_COL = fmodel.LABEL_COL
@@ -162,7 +163,7 @@ def _edge_text(value: float) -> str:
 
 
 def bin_labels(edges: Sequence[float]) -> list[str]:
-    """Readable names of the bins of :func:`fraudlab.scoring.bin_index`: ``< e0``, ``e0-e1``, ..., ``>= e_last``."""
+    """Readable names of the bins of :func:`fraudlab.drift.bin_index`: ``< e0``, ``e0-e1``, ..., ``>= e_last``."""
     if not edges:
         return ["all"]
     inner = [f"{_edge_text(lo)}-{_edge_text(hi)}" for lo, hi in zip(edges, edges[1:])]
@@ -172,7 +173,7 @@ def bin_labels(edges: Sequence[float]) -> list[str]:
 def binned_by_label(df: DataFrame, column: str, edges: Sequence[float]) -> DataFrame:
     """Labelled rows per bin of ``column``, frauds and legitimate ones apart, every bin listed.
 
-    Bins are those of :func:`fraudlab.scoring.bin_index`: ``[-inf, e0)``,
+    Bins are those of :func:`fraudlab.drift.bin_index`: ``[-inf, e0)``,
     ``[e0, e1)``, ..., ``[e_last, +inf]``. Columns: ``range`` (from
     :func:`bin_labels`), ``bin``, ``lower``, ``upper`` (infinite at the open
     ends), ``rows``, ``frauds``, ``legit``, ``fraud_rate`` (null for an empty
@@ -183,7 +184,7 @@ def binned_by_label(df: DataFrame, column: str, edges: Sequence[float]) -> DataF
     if edges != sorted(edges):
         raise ValueError("edges must be increasing")
     counts = (
-        df.select(scoring.bin_index(F.col(column).cast("double"), edges).alias("bin"), F.col(LABEL_COL))
+        df.select(fdrift.bin_index(F.col(column).cast("double"), edges).alias("bin"), F.col(LABEL_COL))
         .where(F.col("bin").isNotNull() & F.col(LABEL_COL).isNotNull())
         .groupBy("bin")
         .agg(F.count_if(F.col(LABEL_COL) == 1).alias("frauds"), F.count_if(F.col(LABEL_COL) != 1).alias("legit"))
@@ -296,7 +297,7 @@ def drift_table(scoring_metrics: Mapping[str, Any]) -> pd.DataFrame:
     """``feature``, ``psi``, ``status`` from score_claims' ``_metrics.json``, largest PSI first."""
     drift = scoring_metrics.get("drift") or {}
     statuses = scoring_metrics.get("drift_status") or {}
-    rows = [{"feature": name, "psi": float(psi), "status": statuses.get(name, scoring.psi_status(float(psi)))}
+    rows = [{"feature": name, "psi": float(psi), "status": statuses.get(name, fdrift.psi_status(float(psi)))}
             for name, psi in drift.items()]
     frame = pd.DataFrame(rows, columns=["feature", "psi", "status"])
     return frame.sort_values(["psi", "feature"], ascending=[False, True], ignore_index=True)
@@ -546,11 +547,11 @@ def drift_figure(drift: pd.DataFrame, title: str) -> Figure:
     ax.barh(positions, drift["psi"], color=[colours.get(s, "grey") for s in drift["status"]])
     ax.set_yticks(positions, list(drift["feature"]))
     ax.invert_yaxis()
-    ax.axvline(scoring.PSI_MODERATE, color=colours["moderate"], linestyle="--", linewidth=1,
-               label=f"moderate ({scoring.PSI_MODERATE})")
-    ax.axvline(scoring.PSI_SIGNIFICANT, color=colours["significant"], linestyle="--", linewidth=1,
-               label=f"significant ({scoring.PSI_SIGNIFICANT})")
-    ax.set_xlim(0, max(float(drift["psi"].max()), scoring.PSI_SIGNIFICANT) * 1.15)
+    ax.axvline(fdrift.PSI_MODERATE, color=colours["moderate"], linestyle="--", linewidth=1,
+               label=f"moderate ({fdrift.PSI_MODERATE})")
+    ax.axvline(fdrift.PSI_SIGNIFICANT, color=colours["significant"], linestyle="--", linewidth=1,
+               label=f"significant ({fdrift.PSI_SIGNIFICANT})")
+    ax.set_xlim(0, max(float(drift["psi"].max()), fdrift.PSI_SIGNIFICANT) * 1.15)
     ax.set_xlabel("population stability index")
     ax.legend(loc="lower right")
     ax.set_title(title)
@@ -580,19 +581,9 @@ def throughput_figure(series: Mapping[str, pd.DataFrame], title: str) -> Figure:
 
 
 def connect_cassandra(hosts: Sequence[str], port: int, keyspace: str, timeout: float = 10.0):
-    """A cassandra-driver ``Session`` on ``keyspace``; close it with ``session.cluster.shutdown()``."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import RoundRobinPolicy
-
-    # One node or a few without data-centre awareness: round robin, no DC guess in the log.
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout)
-    cluster = Cluster(list(hosts), port=int(port), execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                      connect_timeout=timeout, control_connection_timeout=timeout)
-    try:
-        return cluster.connect(keyspace)
-    except Exception:
-        cluster.shutdown()
-        raise
+    """A cassandra-driver ``Session`` on ``keyspace`` (:func:`fraudlab.io.cassandra.connect`);
+    close it with ``session.cluster.shutdown()``."""
+    return cassandra.connect(hosts, port, keyspace, timeout)
 
 
 def _check_identifier(name: str) -> str:
@@ -662,11 +653,10 @@ def read_topic_tail(bootstrap_servers: str, topic: str, last_n: int = 100, timeo
     disturbed) from ``end - last_n`` to the end offsets seen at the start;
     raises ``ValueError`` when the topic does not exist.
     """
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
-                             allow_auto_create_topics=False,  # a mistyped topic must not be created
-                             client_id="fraudlab-notebook", request_timeout_ms=int(timeout_s * 1000) + 5000)
+    consumer = kafka.consumer(bootstrap_servers, allow_auto_create_topics=False,  # a mistyped topic must not be created
+                              client_id="fraudlab-notebook", request_timeout_ms=int(timeout_s * 1000) + 5000)
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:

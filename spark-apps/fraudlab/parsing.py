@@ -236,3 +236,13 @@ def split_valid(validated: DataFrame) -> tuple[DataFrame, DataFrame]:
 def parse_lines(lines: DataFrame, columns: list[str], start_date: str = DEFAULT_START_DATE) -> tuple[DataFrame, DataFrame]:
     """All stages at once: raw lines in, ``(prepared, quarantine)`` out."""
     return split_valid(validate(split_fields(lines, columns), start_date))
+
+
+def quarantine_reasons(quarantine: DataFrame) -> dict[str, int]:
+    """``{reason: rows}`` of a quarantine (one small Spark job): the ``quarantine_reasons`` of the apps' metrics."""
+    return {row["reason"]: row["count"] for row in quarantine.groupBy("reason").count().collect()}
+
+
+def header_line_count(lines: DataFrame) -> int:
+    """How many of :func:`fraudlab.io.read_lines`' lines are header lines (a Spark job)."""
+    return lines.where(_is_header_line(F.col("raw_line"))).count()

@@ -442,3 +442,12 @@ def load_scoring_model(uri: str, tracking_uri: str | None = None,
     if not 0.0 < chosen <= 1.0:
         raise ModelLoadError(f"the decision threshold must lie in (0, 1], got {chosen}")
     return pipeline, info, float(chosen)
+
+
+def model_version(info: dict[str, Any]) -> str:
+    """The registry version, else the version the saved folder was registered as, else its path.
+
+    ``info`` is what :func:`load_model` returns; batch and stream scoring write this into ``model_version``.
+    """
+    mlflow_info = (info.get("metrics") or {}).get("mlflow") or {}
+    return str(info.get("version") or mlflow_info.get("registered_version") or info["source"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import Column, DataFrame
@@ -221,3 +222,85 @@ def chart_png(month: str, daily: Sequence[Mapping[str, Any]], by_signal: Sequenc
         return buffer.getvalue()
     finally:
         plt.close(fig)
+
+
+# --------------------------------------------------------------------------- what the apps write
+
+
+def scoring_metrics(run: Mapping[str, Any], summary: Mapping[str, Any],
+                    drift: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``_metrics.json`` of ``score_claims.py``: the ``run``'s values, the :func:`summary` row, the PSI per feature."""
+    return {
+        **run,
+        "claims_processed": summary["claims"],
+        **{key: summary[key] for key in ("flagged", "high_risk", "medium_risk", "low_risk", "duplicates")},
+        "signals": {signal: summary[signal] for signal in SIGNALS},
+        **{key: summary[key] for key in ("total_amount", "flagged_amount", "labelled", "frauds",
+                                         "flagged_frauds", "alert_precision", "fraud_recall")},
+        "drift": {name: round(d["psi"], 6) for name, d in drift.items()},
+        "drift_status": {name: d["status"] for name, d in drift.items()},
+    }
+
+
+#: The files of a month's report folder, besides ``report.json``.
+REPORT_FILE = "report.json"
+CHART_FILE = "chart.png"
+TABLE_FILES = {
+    "flagged_by_signal": "flagged_by_signal.csv",
+    "high_risk_merchants": "high_risk_merchants.csv",
+    "duplicate_claims": "duplicate_claims.csv",
+    "daily_volumes": "daily_volumes.csv",
+}
+
+
+def plain(row: Any) -> dict[str, Any]:
+    """A collected Row as JSON-ready values (dates as ISO strings)."""
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.asDict().items()}
+
+
+@dataclass(frozen=True)
+class MonthReport:
+    """A month's report, collected: ``report.json``'s content, the tables' CSV text by file name, the chart."""
+
+    report: dict[str, Any]
+    tables: dict[str, str]
+    chart: bytes
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.report["summary"]
+
+
+def month_report(claims: DataFrame, month: str, source: str, top_merchants: int) -> MonthReport:
+    """Collect the month's report from its scored ``claims`` (:func:`month_claims`): a few small Spark jobs."""
+    figures = plain(summary(claims).first())
+    tables = {
+        "flagged_by_signal": flagged_by_signal(claims),
+        "high_risk_merchants": high_risk_merchants(claims, top_merchants),
+        "duplicate_claims": duplicate_claims(claims),
+        "daily_volumes": daily_volumes(claims),
+    }
+    collected = {name: (df.columns, df.collect()) for name, df in tables.items()}
+    versions = sorted(r["model_version"] for r in claims.select("model_version").distinct().collect()
+                      if r["model_version"] is not None)
+    has_data = figures["claims"] > 0
+    report = {
+        "month": month,
+        "input": source,
+        "has_data": has_data,
+        "model_versions": versions,
+        "summary": figures,
+        "flagged_by_signal": [plain(r) for r in collected["flagged_by_signal"][1]],
+        "high_risk_merchants": [plain(r) for r in collected["high_risk_merchants"][1]],
+        "duplicate_claims": {
+            "count": len(collected["duplicate_claims"][1]),
+            "amount": round(sum(r["amount"] for r in collected["duplicate_claims"][1]), 2),
+        },
+        "files": {"chart": CHART_FILE, "tables": TABLE_FILES},
+    }
+    if not has_data:
+        report["message"] = f"no scored claims for {month} in {source}"
+    chart = chart_png(month, [plain(r) for r in collected["daily_volumes"][1]],
+                      [plain(r) for r in collected["flagged_by_signal"][1]])
+    texts = {TABLE_FILES[name]: to_csv_text(columns, rows) for name, (columns, rows) in collected.items()}
+    return MonthReport(report, texts, chart)

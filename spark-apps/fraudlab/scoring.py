@@ -1,4 +1,4 @@
-"""Batch scoring: the model's probability, the rule signals, one combined score, and drift.
+"""Batch scoring: the model's probability, the rule signals and one combined score.
 
 Pure DataFrame functions, no I/O. :func:`score_claims` runs everything in order
 on prepared rows:
@@ -34,18 +34,13 @@ on prepared rows:
      ``'model_score'`` when ``fraud_probability >= threshold`` on its own. A
      claim is flagged exactly when ``reasons`` is not empty.
 
-Drift is the population-stability index (PSI) of the model's numeric features
-against the training distribution saved with the model
-(:func:`fraudlab.model.drift_reference`): :func:`drift_bin_counts` bins the
-rows in Spark exactly as Bucketizer did at training, and
-:func:`population_stability` does the arithmetic on the few collected counts.
+Drift (the population-stability index of the model's features) lives in :mod:`fraudlab.drift`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import replace
 
 from pyspark.ml import PipelineModel
 from pyspark.sql import Column, DataFrame, Window
@@ -53,7 +48,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from fraudlab import banksim, model
-from fraudlab.config import DetectionConfig
+from fraudlab.config import DetectionConfig, parse_rule_values
 from fraudlab.parsing import LINEAGE_COLUMNS
 
 #: The rule signals, in the order their names appear in ``reasons``.
@@ -99,11 +94,6 @@ FLAT_SCORED_SCHEMA = T.StructType(
     [T.StructField(f.name, T.StringType()) if f.name == "reasons" else f for f in SCORED_SCHEMA.fields]
 )
 REASON_SEPARATOR = "|"
-
-#: PSI below this is "stable", below :data:`PSI_SIGNIFICANT` "moderate", else "significant" (the usual cut-offs).
-PSI_MODERATE = 0.10
-PSI_SIGNIFICANT = 0.25
-
 
 # --------------------------------------------------------------------------- rule signals
 
@@ -311,81 +301,15 @@ def split_json_fields(lines: DataFrame) -> DataFrame:
     )
 
 
-# --------------------------------------------------------------------------- drift
+def detection_config(rule_weight_items: list[str] = (), **thresholds: float) -> DetectionConfig:
+    """The defaults with ``thresholds`` (DetectionConfig's field names) and ``RULE=WEIGHT`` items applied.
 
-
-def _reference_features(reference: Mapping[str, Any]) -> dict[str, dict[str, list[float]]]:
-    features = reference.get("features", reference)
-    return {name: {"edges": [float(e) for e in spec["edges"]], "shares": [float(s) for s in spec["shares"]]}
-            for name, spec in features.items()}
-
-
-def bin_index(value: Column, edges: list[float]) -> Column:
-    """Bin of ``value`` for inner ``edges``: 0 for ``[-inf, e0)``, i for ``[e_{i-1}, e_i)``, and
-    ``len(edges)`` for ``[e_last, +inf]``.
-
-    The same bins as Bucketizer with splits ``[-inf, *edges, +inf]``
-    (:func:`fraudlab.model.drift_bins`); null for a null or NaN value.
+    What ``--zscore-threshold ... --rule-weight amount_outlier=0.2`` of ``score_claims.py`` mean;
+    raises ValueError on a bad item, an unknown rule or a weight outside [0, 1].
     """
-    index = F.lit(0)
-    for edge in edges:
-        index = index + (value >= F.lit(float(edge))).cast("int")
-    return F.when(value.isNull() | F.isnan(value), F.lit(None).cast("int")).otherwise(index)
-
-
-def drift_bin_counts(df: DataFrame, reference: Mapping[str, Any]) -> DataFrame:
-    """Rows per reference bin for each reference feature found in ``df``: ``feature``, ``bin``, ``rows``.
-
-    ``reference`` is the drift reference saved with the model
-    (``{"features": {name: {"edges": [...], "shares": [...]}}}``). One pass over
-    ``df``; empty bins are absent.
-    """
-    features = {name: spec for name, spec in _reference_features(reference).items() if name in df.columns}
-    if not features:
-        return df.sparkSession.createDataFrame([], "feature string, bin int, rows long")
-    binned = F.array(
-        *[
-            F.struct(F.lit(name).alias("feature"),
-                     bin_index(F.col(name).cast("double"), spec["edges"]).alias("bin"))
-            for name, spec in features.items()
-        ]
-    )
-    return (
-        df.select(F.explode(binned).alias("b"))
-        .select("b.feature", "b.bin")
-        .where(F.col("bin").isNotNull())
-        .groupBy("feature", "bin")
-        .agg(F.count(F.lit(1)).alias("rows"))
-    )
-
-
-def psi_status(psi: float) -> str:
-    """``'stable'``, ``'moderate'`` or ``'significant'`` by the usual PSI cut-offs."""
-    if psi < PSI_MODERATE:
-        return "stable"
-    return "moderate" if psi < PSI_SIGNIFICANT else "significant"
-
-
-def population_stability(
-    counts: Iterable[Mapping[str, Any]], reference: Mapping[str, Any]
-) -> dict[str, dict[str, Any]]:
-    """PSI per feature from the collected rows of :func:`drift_bin_counts`.
-
-    Returns ``{feature: {"psi", "status", "rows", "shares", "reference_shares"}}``
-    for the features that had counts; ``psi`` is
-    :func:`fraudlab.model.population_stability_index` of the two share lists.
-    """
-    features = _reference_features(reference)
-    per_feature: dict[str, dict[int, int]] = {}
-    for row in counts:
-        per_feature.setdefault(row["feature"], {})[int(row["bin"])] = int(row["rows"])
-    result: dict[str, dict[str, Any]] = {}
-    for name in sorted(per_feature):
-        expected = features[name]["shares"]
-        bins = per_feature[name]
-        total = sum(bins.values())
-        actual = [bins.get(i, 0) / total for i in range(len(expected))]
-        psi = model.population_stability_index(expected, actual)
-        result[name] = {"psi": psi, "status": psi_status(psi), "rows": total,
-                        "shares": actual, "reference_shares": expected}
-    return result
+    base = DetectionConfig()
+    weights = {**base.rule_weights,
+               **parse_rule_values(list(rule_weight_items), "rule weight", "RULE=WEIGHT")}
+    detection = replace(base, **thresholds, rule_weights=weights)
+    rule_weights(detection)
+    return detection

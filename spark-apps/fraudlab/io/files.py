@@ -21,12 +21,7 @@ def _hadoop_path(spark: SparkSession, path: str):
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
     """Write ``text`` to ``path`` (overwriting), creating parent folders."""
-    fs, hpath = _hadoop_path(spark, path)
-    out = fs.create(hpath, True)
-    try:
-        out.write(bytearray(text.encode("utf-8")))
-    finally:
-        out.close()
+    write_bytes(spark, path, text.encode("utf-8"))
 
 
 def read_text(spark: SparkSession, path: str) -> str:
@@ -48,6 +43,28 @@ def write_json(spark: SparkSession, path: str, payload: dict[str, Any]) -> None:
 def read_json(spark: SparkSession, path: str) -> dict[str, Any]:
     """Read a JSON file written by :func:`write_json`."""
     return json.loads(read_text(spark, path))
+
+
+def write_bytes(spark: SparkSession, path: str, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` (overwriting), creating parent folders."""
+    fs, hpath = _hadoop_path(spark, path)
+    out = fs.create(hpath, True)
+    try:
+        out.write(bytearray(payload))
+    finally:
+        out.close()
+
+
+def replace_folder(spark: SparkSession, path: str) -> None:
+    """Delete ``path`` (recursively) if it exists, so that it is rewritten as a whole.
+
+    Also stops the file system's ``.crc`` side files: such a folder (a month's report) is
+    read by people, and no Spark job reads it back.
+    """
+    fs, hpath = _hadoop_path(spark, path)
+    fs.setWriteChecksum(False)
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
 
 
 def exists(spark: SparkSession, path: str) -> bool:

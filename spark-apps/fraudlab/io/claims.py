@@ -1,0 +1,62 @@
+"""The claims formats of the batch apps: claims to score in, scored claims out and back.
+
+``parquet`` is prepared data (``prepare_data.py`` output); ``csv`` a BankSim file and ``json`` one
+claim per line with BankSim's field names, both parsed and validated as preparation does, their
+rejected rows returned for quarantine. Scored claims go out as Parquet partitioned by
+``event_month``, CSV (with a header, ``reasons`` joined by ``|``) or JSON lines, and
+:func:`read_scored` reads any of them back in :data:`fraudlab.scoring.SCORED_SCHEMA`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import DataFrame, SparkSession
+
+from fraudlab import scoring
+from fraudlab.io.files import read_header, read_lines
+from fraudlab.parsing import parse_header, parse_lines, split_valid, validate
+from fraudlab.schemas import PARTITION_COLUMN, PREPARED_COLUMNS, PREPARED_SCHEMA
+
+#: Formats claims are read in and scored claims written in.
+FORMATS = ("parquet", "csv", "json")
+
+
+def csv_columns(spark: SparkSession, path: str, log: logging.Logger) -> list[str] | None:
+    """The columns named by a BankSim CSV input's header; None, with the reason logged, when it is unusable
+    (the apps then exit 2)."""
+    try:
+        return parse_header(read_header(spark, path))
+    except ValueError as err:  # HeaderError included
+        log.error("cannot read %s: %s", path, err)
+        return None
+
+
+def read_claims(spark: SparkSession, path: str, fmt: str, start_date: str) -> tuple[DataFrame, DataFrame | None]:
+    """``(prepared, quarantine or None)`` for the input format; HeaderError or ValueError on an unusable file."""
+    if fmt == "parquet":
+        return spark.read.schema(PREPARED_SCHEMA).parquet(path).select(*PREPARED_COLUMNS), None
+    lines = read_lines(spark, path)
+    if fmt == "csv":
+        return parse_lines(lines, parse_header(read_header(spark, path)), start_date)
+    return split_valid(validate(scoring.split_json_fields(lines), start_date))
+
+
+def write_scored(scored: DataFrame, path: str, fmt: str) -> None:
+    """Overwrite ``path`` with the scored claims in ``fmt``."""
+    if fmt == "parquet":
+        scored.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(path)
+    elif fmt == "csv":
+        scoring.flatten_scored(scored).write.mode("overwrite").option("header", True).csv(path)
+    else:
+        scored.write.mode("overwrite").json(path)
+
+
+def read_scored(spark: SparkSession, path: str, fmt: str) -> DataFrame:
+    """Scored claims in :data:`fraudlab.scoring.SCORED_SCHEMA`, whatever format they were written in."""
+    if fmt == "parquet":
+        return scoring.select_scored(spark.read.schema(scoring.SCORED_SCHEMA).parquet(path))
+    if fmt == "json":
+        return scoring.select_scored(spark.read.schema(scoring.SCORED_SCHEMA).json(path))
+    flat = spark.read.schema(scoring.FLAT_SCORED_SCHEMA).option("header", True).csv(path)
+    return scoring.unflatten_scored(flat)

@@ -1,0 +1,83 @@
+"""Watching a running query: per-batch progress lines (and JSON lines), and a graceful stop on a signal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from pyspark.sql.streaming.listener import StreamingQueryListener
+
+#: The app's logger: the query's lines read "classify_stream: ..." as the app's own.
+log = logging.getLogger("classify_stream")
+
+
+class ProgressLog(StreamingQueryListener):
+    """Logs each batch: rows, rows per second, duration, and the sink's latency figures."""
+
+    def __init__(self, batch_figures: dict[int, dict], progress_file: str | None) -> None:
+        self.batch_figures = batch_figures
+        self.progress_file = Path(progress_file) if progress_file else None
+        self.terminated = threading.Event()
+
+    def onQueryStarted(self, event) -> None:
+        log.info("query %s started (id %s, run %s)", event.name, event.id, event.runId)
+
+    def onQueryProgress(self, event) -> None:
+        progress = event.progress
+        figures = {
+            "batch_id": progress.batchId,
+            "timestamp": progress.timestamp,
+            "input_rows": progress.numInputRows,
+            "input_rows_per_s": progress.inputRowsPerSecond,
+            "processed_rows_per_s": progress.processedRowsPerSecond,
+            "batch_ms": progress.durationMs.get("triggerExecution"),
+            **self.batch_figures.pop(progress.batchId, {}),
+        }
+        log.info(
+            "batch %d: %d rows in %s ms (%.0f rows/s processed), %s written, %s alerts, %s dead letters, "
+            "latency p50 %s ms p99 %s ms",
+            progress.batchId, progress.numInputRows, figures["batch_ms"], progress.processedRowsPerSecond or 0.0,
+            figures.get("rows_written", 0), figures.get("alerts", 0), figures.get("dead_letters", 0),
+            _ms(figures.get("latency_p50_ms")), _ms(figures.get("latency_p99_ms")),
+        )  # fmt: skip
+        if self.progress_file is not None:
+            with self.progress_file.open("a") as out:
+                out.write(json.dumps(figures, default=str) + "\n")
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        if event.exception:
+            log.error("query %s failed: %s", event.id, event.exception.splitlines()[0])
+        else:
+            log.info("query %s stopped", event.id)
+        self.terminated.set()
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def await_query(query, listener: ProgressLog) -> int:
+    """Wait for the query; stop it gracefully on SIGTERM/SIGINT. 0 when it ended cleanly, 1 when it failed."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        while query.isActive:
+            if stop.is_set():
+                log.info("stop requested: stopping the query (an unfinished batch is replayed on the next start)")
+                query.stop()
+                break
+            query.awaitTermination(1)
+        query.awaitTermination()
+    except Exception as err:  # noqa: BLE001  (StreamingQueryException and friends: the query failed)
+        log.error("query failed: %s", str(err).splitlines()[0] if str(err) else repr(err))
+        listener.terminated.wait(10)
+        return 1
+    listener.terminated.wait(10)  # let the listener log the last batch before the session stops
+    return 0
