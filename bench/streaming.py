@@ -73,6 +73,7 @@ import pyspark  # noqa: E402
 os.environ.setdefault("SPARK_HOME", str(Path(pyspark.__file__).parent))
 
 from fraudlab import config, generator, streaming  # noqa: E402
+from fraudlab.io import kafka  # noqa: E402
 from services import runner  # noqa: E402
 
 log = logging.getLogger("bench_streaming")
@@ -142,10 +143,10 @@ def fit_model(target: Path, seed: int) -> Path:
 
 def topic_records(bootstrap: str, topic: str):
     """(records, seconds): every record of ``topic`` read by one plain consumer, and how long that took."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     started = time.perf_counter()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka.consumer(bootstrap)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(partitions)

@@ -38,7 +38,6 @@ EMR's own logs go to `<data_root>/emr-logs/`. AWS credentials come from the `aws
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from datetime import timedelta
 
@@ -52,13 +51,11 @@ from airflow.providers.amazon.aws.operators.emr import (
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.sdk import DAG, Param, TriggerRule, task
 
-from fraudlab import config, packaging
+from fraudlab import packaging
+from fraudlab.orchestration import BATCH_APPS, DEFAULT_ARGS, RUN_DIR, SPARK_APPS, batch_app_args, batch_params, path_safe
 
 DAG_ID = "fraud_batch_emr"
 AWS_CONN_ID = "aws_default"
-SPARK_APPS = config.REPO_ROOT / "spark-apps"
-APPS = ("prepare_data", "fit_model", "score_claims", "monthly_report")
-GATE = config.GateThresholds()
 
 #: The Python the apps run with on every node, and what the bootstrap action installs into it:
 #: the lock file's versions of what the apps import (Spark itself comes with the EMR release).
@@ -72,15 +69,8 @@ sudo {EMR_PYTHON} -m ensurepip --upgrade || sudo dnf install -y python3.11-pip
 sudo {EMR_PYTHON} -m pip install --quiet {" ".join(f'"{p}"' for p in EMR_PYTHON_PACKAGES)}
 """
 
-# Run values, rendered when a task runs: a prefix per run, published outputs under the data root.
-RUN_DIR = "{{ params.data_root }}/runs/{{ dag.dag_id }}/{{ run_id | path_safe }}"
+# Run values, rendered when a task runs: a prefix per run (RUN_DIR), published outputs under the data root.
 CODE_DIR = f"{RUN_DIR}/code"
-INPUT = "{{ params.input_path or params.data_root ~ '/raw/transactions.csv' }}"
-PREPARED = f"{RUN_DIR}/prepared"
-QUARANTINE = f"{RUN_DIR}/quarantine"
-MODEL_DIR = f"{RUN_DIR}/model"
-SCORED = "{{ params.data_root }}/scored/claims"
-REPORTS = "{{ params.data_root }}/reports"
 
 # The cluster: one primary and two core nodes, Spark only, kept alive between steps and ended by
 # terminate_cluster (the idle timeout is a safety net should that task never run).
@@ -116,20 +106,6 @@ JOB_FLOW_OVERRIDES = {
     "Tags": [{"Key": "project", "Value": "fraudlab"}, {"Key": "airflow_dag", "Value": DAG_ID}],
 }
 
-# The apps' flags, exactly as in fraud_batch_local.
-PREPARE_ARGS = ["--input", INPUT, "--output", PREPARED, "--quarantine", QUARANTINE,
-                "--start-date", "{{ params.start_date }}"]
-FIT_ARGS = ["--input", PREPARED, "--model-dir", MODEL_DIR, "--search", "{{ params.search }}",
-            "--tracking-uri", "{{ params.mlflow_tracking_uri }}",
-            "--gate", "min_average_precision={{ params.min_average_precision }}",
-            "--gate", "min_roc_auc={{ params.min_roc_auc }}",
-            "--gate", "min_recall={{ params.min_recall }}"]
-SCORE_ARGS = ["--input", PREPARED, "--format", "parquet", "--model", MODEL_DIR,
-              "--tracking-uri", "{{ params.mlflow_tracking_uri }}",
-              "--output", SCORED, "--output-format", "parquet"]
-REPORT_ARGS = ["--input", SCORED, "--month", "{{ params.report_month }}", "--output", REPORTS]
-
-
 def spark_step(app: str, args: list[str]) -> dict:
     """An EMR step running ``spark-submit --deploy-mode cluster <run>/code/<app>.py <args>``."""
     return {
@@ -144,17 +120,8 @@ def spark_step(app: str, args: list[str]) -> dict:
     }
 
 
-SPARK_STEPS = [
-    spark_step("prepare_data", PREPARE_ARGS),
-    spark_step("fit_model", FIT_ARGS),
-    spark_step("score_claims", SCORE_ARGS),
-    spark_step("monthly_report", REPORT_ARGS),
-]
-
-
-def path_safe(value: str) -> str:
-    """A run id as an S3 key part or a cluster name (no ``:`` or ``+``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(value))
+# The apps' flags: the very lists of fraud_batch_local.
+SPARK_STEPS = [spark_step(app, args) for app, args in batch_app_args(RUN_DIR).items()]
 
 
 with DAG(
@@ -166,28 +133,15 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["fraudlab", "batch", "spark", "emr"],
-    default_args={
-        "owner": "fraudlab",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-    },
+    default_args=dict(DEFAULT_ARGS),
     user_defined_filters={"path_safe": path_safe},
     params={
         "data_root": Param(f"s3://{os.environ.get('FRAUDLAB_S3_BUCKET', 'fraudlab-data')}/fraudlab",
                            type="string", pattern=r"^s3a?://", title="Data root (S3)"),
         "input_path": Param(None, type=["null", "string"], title="Input CSV (S3)",
                             description="BankSim CSV on S3; empty: <data_root>/raw/transactions.csv."),
-        "start_date": Param(config.DEFAULT_START_DATE, type="string", format="date", title="Date of step 0"),
-        "search": Param("fast", enum=["fast", "full"], title="Hyper-parameter search"),
-        "min_average_precision": Param(GATE.min_average_precision, type="number", minimum=0,
-                                       title="Gate: minimum average precision (test months)"),
-        "min_roc_auc": Param(GATE.min_roc_auc, type="number", minimum=0, title="Gate: minimum ROC AUC"),
-        "min_recall": Param(GATE.min_recall, type="number", minimum=0,
-                            title="Gate: minimum recall at the chosen threshold"),
-        "mlflow_tracking_uri": Param("sqlite:////tmp/fraudlab-mlflow/mlflow.db", type="string",
-                                     title="MLflow tracking URI (reachable from the cluster)"),
-        "report_month": Param("2024-06", type="string", pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
-                              title="Report month (YYYY-MM)"),
+        **batch_params(Param("sqlite:////tmp/fraudlab-mlflow/mlflow.db", type="string",
+                                title="MLflow tracking URI (reachable from the cluster)")),
         "release_label": Param("emr-spark-8.0.0", type="string", title="EMR release",
                                description="emr-spark-8.0.0 ships Spark 4.0.2; emr-7.x ships Spark 3.5."),
         "instance_type": Param("m5.xlarge", type="string", title="EC2 instance type (all nodes)"),
@@ -203,7 +157,7 @@ with DAG(
         with tempfile.TemporaryDirectory() as tmp:
             package = packaging.zip_package(tmp)
             hook.load_file(package, f"{prefix}/fraudlab.zip", bucket_name=bucket, replace=True)
-        for app in APPS:
+        for app in BATCH_APPS:
             hook.load_file(str(SPARK_APPS / f"{app}.py"), f"{prefix}/{app}.py", bucket_name=bucket, replace=True)
         hook.load_string(BOOTSTRAP_SCRIPT, f"{prefix}/bootstrap.sh", bucket_name=bucket, replace=True)
         return code_dir

@@ -29,29 +29,18 @@ reports. A month's report is rewritten as a whole, so rerunning or backfilling a
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
-from fraudlab import config, packaging
+from fraudlab import config
+from fraudlab.orchestration import DEFAULT_ARGS, REPORTS, RUN_DIR, SCORED, package_task, path_safe, spark_submit
 
 DAG_ID = "fraud_monthly_report"
-SPARK_APPS = config.REPO_ROOT / "spark-apps"
-
-RUN_DIR = "{{ params.data_root }}/runs/{{ dag.dag_id }}/{{ run_id | path_safe }}"
-SCORED = "{{ params.data_root }}/scored/claims"
-REPORTS = "{{ params.data_root }}/reports"
 MONTH = "{{ data_interval_start.strftime('%Y-%m') }}"
 
 REPORT_ARGS = ["--input", SCORED, "--month", MONTH, "--output", REPORTS]
-
-
-def path_safe(value: str) -> str:
-    """A run id as a folder name (no ``:`` or ``+``, which Hadoop paths reject)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(value))
 
 
 with DAG(
@@ -66,12 +55,7 @@ with DAG(
     catchup=True,
     max_active_runs=2,
     tags=["fraudlab", "batch", "spark", "report"],
-    default_args={
-        "owner": "fraudlab",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "execution_timeout": timedelta(hours=1),
-    },
+    default_args={**DEFAULT_ARGS, "execution_timeout": timedelta(hours=1)},
     user_defined_filters={"path_safe": path_safe},
     params={
         "data_root": Param(str(config.DATA_DIR), type="string", title="Data root",
@@ -80,16 +64,4 @@ with DAG(
     },
 ) as dag:
 
-    @task
-    def package_fraudlab(run_dir: str) -> str:
-        """Zip the fraudlab package into the run folder, for spark-submit --py-files."""
-        return packaging.zip_package(run_dir)
-
-    SparkSubmitOperator(
-        task_id="monthly_report",
-        name="monthly_report",
-        application=str(SPARK_APPS / "monthly_report.py"),
-        application_args=REPORT_ARGS,
-        py_files=package_fraudlab(run_dir=RUN_DIR),
-        conn_id="spark_default",
-    )
+    spark_submit("monthly_report", REPORT_ARGS, package_task()(run_dir=RUN_DIR))

@@ -549,32 +549,14 @@ def _group_members(pgid: int) -> list[int]:
 
 def _listening_ports() -> dict[tuple[str, int], int]:
     """(address, port) -> socket inode of every listening TCP socket on the machine."""
-    found = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                parts = line.split()
-                if len(parts) > 9 and parts[3] == "0A":
-                    found[runner._decode_proc_address(parts[1])] = int(parts[9])
-    return found
-
-
-def _socket_inodes(pid: int) -> set[int]:
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(int(target[8:-1]))
-    return inodes
+    return dict(runner.listening_table())
 
 
 def group_listeners(pgid: int) -> list[tuple[str, int]]:
     """Every (address, port) that a process of the group listens on."""
     inodes: set[int] = set()
     for pid in _group_members(pgid):
-        inodes |= _socket_inodes(pid)
+        inodes |= runner.socket_inodes(pid)
     return sorted(addr for addr, inode in _listening_ports().items() if inode in inodes)
 
 
@@ -584,7 +566,7 @@ def port_owner(port: int) -> str:
     if not inodes:
         return ""
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _socket_inodes(int(entry.name)) & inodes:
+        if entry.name.isdigit() and runner.socket_inodes(int(entry.name)) & inodes:
             try:
                 cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
             except OSError:

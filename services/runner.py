@@ -56,6 +56,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fraudlab import config
+
 log = logging.getLogger("services.runner")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +88,7 @@ KAFKA_HEAP = os.environ.get("LAB_KAFKA_HEAP", "512m")
 CASSANDRA_PORT = _env_int("LAB_CASSANDRA_PORT", 9042)
 CASSANDRA_STORAGE_PORT = _env_int("LAB_CASSANDRA_STORAGE_PORT", 7000)
 CASSANDRA_HEAP = os.environ.get("LAB_CASSANDRA_HEAP", "768m")
-KEYSPACE = "fraudlab"
+KEYSPACE = config.CASSANDRA_KEYSPACE
 
 SERVICES = ("kafka", "cassandra")
 FETCHABLE = ("kafka", "cassandra", "spark-kafka")
@@ -337,23 +339,34 @@ def _decode_proc_address(hex_address: str) -> tuple[str, int]:
     return host, int(port_hex, 16)
 
 
-def listening_sockets(pid: int) -> list[tuple[str, int]]:
-    """(address, port) of every TCP socket that process `pid` listens on, from /proc."""
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets process `pid` holds open, from /proc (empty when it cannot be seen)."""
     inodes = set()
     with contextlib.suppress(OSError):
         for fd in Path(f"/proc/{pid}/fd").iterdir():
             with contextlib.suppress(OSError):
                 target = os.readlink(fd)
                 if target.startswith("socket:["):
-                    inodes.add(target[len("socket:[") : -1])
+                    inodes.add(int(target[len("socket:[") : -1]))
+    return inodes
+
+
+def listening_table(proc: str = "/proc") -> list[tuple[tuple[str, int], int]]:
+    """((address, port), socket inode) of every listening TCP socket in `proc`/net/tcp and tcp6."""
     found = []
     for table in ("tcp", "tcp6"):
         with contextlib.suppress(OSError):
-            for row in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            for row in Path(f"{proc}/net/{table}").read_text().splitlines()[1:]:
                 cols = row.split()
-                if len(cols) > 9 and cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
-                    found.append(_decode_proc_address(cols[1]))
-    return sorted(set(found))
+                if len(cols) > 9 and cols[3] == "0A":  # 0A = LISTEN
+                    found.append((_decode_proc_address(cols[1]), int(cols[9])))
+    return found
+
+
+def listening_sockets(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket that process `pid` listens on, from /proc."""
+    inodes = socket_inodes(pid)
+    return sorted({address for address, inode in listening_table(f"/proc/{pid}") if inode in inodes})
 
 
 def _spawn(name: str, cmd: list[str]) -> int:
@@ -660,23 +673,14 @@ def cassandra_info() -> CassandraInfo:
 
 @contextlib.contextmanager
 def cassandra_session(timeout: float = 10.0, keyspace: str | None = None) -> Iterator[object]:
-    """A cassandra-driver session on the lab node (closed on exit)."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import RoundRobinPolicy
+    """A cassandra-driver session on the lab node (closed on exit), opened by fraudlab's one builder."""
+    from fraudlab.io.cassandra import connect
 
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout)
-    cluster = Cluster(
-        [HOST],
-        port=CASSANDRA_PORT,
-        protocol_version=5,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        connect_timeout=timeout,
-        control_connection_timeout=timeout,
-    )
+    session = connect([HOST], CASSANDRA_PORT, keyspace, timeout)
     try:
-        yield cluster.connect(keyspace)
+        yield session
     finally:
-        cluster.shutdown()
+        session.cluster.shutdown()
 
 
 def _cassandra_probe(timeout: float = 5.0) -> str | None:

@@ -39,6 +39,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from fraudlab import config, streaming
+from fraudlab.io import cassandra
 
 log = logging.getLogger(__name__)
 
@@ -121,32 +122,19 @@ _lock = threading.Lock()
 
 def session_for(settings: CassandraSettings):
     """This process's cached driver session for ``settings`` (connecting on first use)."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import ExponentialReconnectionPolicy, RoundRobinPolicy
+    from cassandra.policies import ExponentialReconnectionPolicy
 
     key = (settings.hosts, settings.port, settings.request_timeout_s)
     with _lock:
         session = _sessions.get(key)
         if session is not None and not session.is_shutdown:
             return session
-        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(),
-                                   request_timeout=settings.request_timeout_s)
-        cluster = Cluster(
-            list(settings.hosts),
-            port=settings.port,
-            protocol_version=5,
-            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        session = cassandra.connect(
+            settings.hosts, settings.port, timeout=settings.request_timeout_s,
             # A node that comes back is found within seconds, not the default's minutes.
             reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
-            connect_timeout=settings.request_timeout_s,
-            control_connection_timeout=settings.request_timeout_s,
             schema_metadata_enabled=False,  # prepared statements need no schema model
         )
-        try:
-            session = cluster.connect()
-        except Exception:
-            cluster.shutdown()
-            raise
         _sessions[key] = session
         return session
 
