@@ -1,7 +1,7 @@
 """The BankSim reference: format and vocabulary of the public file.
 
-Figures are those of ``bs140513_032310.csv`` (Lopez-Rojas & Axelsson, 2014) as
-given in ``shared/BANKSIM.md``. Validation, the generator and the tests read
+Figures are those of ``bs140513_032310.csv`` (Lopez-Rojas & Axelsson, 2014),
+measured on the public file. Validation, the generator and the tests read
 them from here, so the vocabulary is written down once.
 """
 
