@@ -4,7 +4,7 @@ Usage:
     .venv/bin/python bench/batch.py [--rows 594643] [--seed 140513] [--input PREPARED_PARQUET] \
         [--master local[2]] [--output bench/results/batch.json]
 
-Generates BankSim-like rows (``fraudlab.generator``), computes the model input
+Generates BankSim-like rows (``fraudlab.data.generator``), computes the model input
 once with Spark (customer history, log amount), splits by time as fit_model does
 (test from the last 20 % of the steps), and then, for each side:
 
@@ -48,7 +48,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from fraudlab import banksim, config, generator  # noqa: E402
+from fraudlab import config  # noqa: E402
+from fraudlab.data import banksim, generator  # noqa: E402
 from fraudlab import model as fmodel  # noqa: E402
 from fraudlab.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES  # noqa: E402
 from fraudlab.schemas import PREPARED_COLUMNS, PREPARED_SCHEMA  # noqa: E402

@@ -72,7 +72,8 @@ import pyspark  # noqa: E402
 
 os.environ.setdefault("SPARK_HOME", str(Path(pyspark.__file__).parent))
 
-from fraudlab import config, generator, streaming  # noqa: E402
+from fraudlab import config, streaming  # noqa: E402
+from fraudlab.data import generator  # noqa: E402
 from fraudlab.io import kafka  # noqa: E402
 from services import runner  # noqa: E402
 

@@ -7,7 +7,7 @@ Usage:
 It needs no Spark and also runs with plain ``python``. The same ``--rows`` and
 ``--seed`` always give a byte-identical file. ``--rows`` scales everything in
 proportion to the public file (customers, frauds per step, ...): 180 steps
-whenever there are at least 180 rows (see ``fraudlab.generator.plan``).
+whenever there are at least 180 rows (see ``fraudlab.data.generator.plan``).
 ``--variant with-id`` adds the tutorials' ``id,date`` columns in front.
 """
 
@@ -19,7 +19,8 @@ import sys
 import time
 
 from fraudlab.logs import configure_logging
-from fraudlab import banksim, config, generator
+from fraudlab import config
+from fraudlab.data import banksim, generator
 
 APP_NAME = "generate_transactions"
 log = logging.getLogger(APP_NAME)

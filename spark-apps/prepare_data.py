@@ -20,7 +20,7 @@ import sys
 from fraudlab import config, io
 from fraudlab.io import claims
 from fraudlab.logs import configure_logging
-from fraudlab.parsing import header_line_count, parse_lines, quarantine_reasons
+from fraudlab.data.parsing import header_line_count, parse_lines, quarantine_reasons
 from fraudlab.schemas import PARTITION_COLUMN
 from fraudlab.session import build_spark
 

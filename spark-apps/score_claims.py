@@ -41,7 +41,7 @@ import sys
 from fraudlab import config, drift, io, registry, reports, scoring
 from fraudlab.io import claims
 from fraudlab.logs import configure_logging
-from fraudlab.parsing import HeaderError, quarantine_reasons
+from fraudlab.data.parsing import HeaderError, quarantine_reasons
 from fraudlab.session import build_spark
 
 APP_NAME = "score_claims"

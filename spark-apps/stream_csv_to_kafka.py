@@ -8,7 +8,7 @@ Usage:
         [--start-date 2024-01-01]
 
 The CSV is read, parsed and validated exactly as ``prepare_data.py`` does
-(``fraudlab.io.read_lines`` + the stages of ``fraudlab.parsing.parse_lines``), so a row gets the
+(``fraudlab.io.read_lines`` + the stages of ``fraudlab.data.parsing.parse_lines``), so a row gets the
 same ``transaction_id`` on every run and in the batch pipeline. Rejected rows are
 written to ``--quarantine`` (JSON lines with the raw line and the reasons) and
 never sent. Valid rows are sorted by ``step`` (then ``transaction_id``);
@@ -40,7 +40,7 @@ from pyspark.sql import functions as F
 from fraudlab import config, io, streaming
 from fraudlab.io import claims
 from fraudlab.logs import configure_logging
-from fraudlab.parsing import quarantine_reasons, split_fields, split_valid, validate
+from fraudlab.data.parsing import quarantine_reasons, split_fields, split_valid, validate
 from fraudlab.session import build_spark
 from fraudlab.streaming.replay import replay_metrics, send_paced
 

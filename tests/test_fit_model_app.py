@@ -9,7 +9,8 @@ import pytest
 from pyspark.ml import PipelineModel
 from pyspark.sql import functions as F
 
-from fraudlab import config, generator
+from fraudlab import config
+from fraudlab.data import generator
 from fraudlab import model as fmodel
 from fraudlab.drift import DRIFT_FEATURES
 from fraudlab.train.gate import gate_thresholds

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from fraudlab import model
 from fraudlab.config import DetectionConfig
-from fraudlab.parsing import split_valid, validate
+from fraudlab.data.parsing import split_valid, validate
 from fraudlab.schemas import PREPARED_SCHEMA
 from fraudlab.scoring import (
     SCORED_COLUMNS,

@@ -47,9 +47,10 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from fraudlab import banksim, model
+from fraudlab import model
+from fraudlab.data import banksim
 from fraudlab.config import DetectionConfig, parse_rule_values
-from fraudlab.parsing import LINEAGE_COLUMNS
+from fraudlab.data.parsing import LINEAGE_COLUMNS
 
 #: The rule signals, in the order their names appear in ``reasons``.
 RULES: tuple[str, ...] = ("amount_outlier", "duplicate_claim", "customer_amount_spike")
@@ -279,8 +280,8 @@ def unflatten_scored(flat: DataFrame) -> DataFrame:
 def split_json_fields(lines: DataFrame) -> DataFrame:
     """JSON lines (one claim per line, BankSim's field names) -> the string fields that ``validate`` takes.
 
-    The result feeds :func:`fraudlab.parsing.validate` like the output of
-    :func:`fraudlab.parsing.split_fields` does.
+    The result feeds :func:`fraudlab.data.parsing.validate` like the output of
+    :func:`fraudlab.data.parsing.split_fields` does.
 
     ``lines`` is what :func:`fraudlab.io.read_lines` returns. Every field is
     read as text (a JSON number ``4.55`` becomes ``"4.55"``), so the one set of

@@ -1,4 +1,4 @@
-"""fraudlab.notebook_helpers on a few inline rows, every expected figure worked out by hand.
+"""fraudlab.notebook.helpers on a few inline rows, every expected figure worked out by hand.
 
 The service reads run against the real Kafka and Cassandra (scratch keyspace and topic).
 """
@@ -18,7 +18,7 @@ from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
 from fraudlab import model as fmodel
-from fraudlab import notebook_helpers as nh
+from fraudlab.notebook import helpers as nh
 from fraudlab.schemas import PREPARED_SCHEMA
 
 # --------------------------------------------------------------------------- inline data

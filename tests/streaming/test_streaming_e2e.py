@@ -35,9 +35,10 @@ from pathlib import Path
 
 import pytest
 
-from fraudlab import generator, io, model, scoring
+from fraudlab import io, model, scoring
+from fraudlab.data import generator
 from fraudlab.config import DetectionConfig
-from fraudlab.parsing import parse_header, parse_lines
+from fraudlab.data.parsing import parse_header, parse_lines
 from fraudlab.schemas import PREPARED_SCHEMA
 from services import runner
 

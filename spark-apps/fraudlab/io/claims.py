@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from fraudlab import scoring
 from fraudlab.io.files import read_header, read_lines
-from fraudlab.parsing import parse_header, parse_lines, split_valid, validate
+from fraudlab.data.parsing import parse_header, parse_lines, split_valid, validate
 from fraudlab.schemas import PARTITION_COLUMN, PREPARED_COLUMNS, PREPARED_SCHEMA
 
 #: Formats claims are read in and scored claims written in.

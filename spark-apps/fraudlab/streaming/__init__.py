@@ -4,12 +4,12 @@ Pure DataFrame functions, batch or streaming alike, so the tests run them on
 static DataFrames built from Kafka-shaped rows (``key``, ``value``, ``topic``,
 ``partition``, ``offset``, ``timestamp``). The apps only wire them up:
 
-* ``stream_csv_to_kafka.py`` parses CSV with :mod:`fraudlab.parsing` and sends
+* ``stream_csv_to_kafka.py`` parses CSV with :mod:`fraudlab.data.parsing` and sends
   :func:`to_kafka_messages` (key ``transaction_id``, value the JSON of
   :data:`fraudlab.schemas.TRANSACTION_MESSAGE_SCHEMA`), paced by
   :class:`ReplayPace`;
 * ``classify_stream.py`` runs, per micro-batch, :func:`validate_messages` and
-  :func:`split_messages` (the same rules as :func:`fraudlab.parsing.validate`; a
+  :func:`split_messages` (the same rules as :func:`fraudlab.data.parsing.validate`; a
   rejected message becomes a dead letter with its reason and original bytes),
   :func:`history_requests` -> Cassandra -> :func:`add_stream_history`,
   :func:`score_messages` (the batch scorer's model and rules), then
@@ -49,7 +49,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from fraudlab import features, model, parsing, scoring
+from fraudlab import features, model, scoring
+from fraudlab.data import parsing
 from fraudlab.config import DEFAULT_START_DATE, DetectionConfig
 from fraudlab.schemas import PREPARED_COLUMNS, TRANSACTION_MESSAGE_SCHEMA
 
@@ -63,7 +64,7 @@ MESSAGE_FIELDS: list[str] = TRANSACTION_MESSAGE_SCHEMA.fieldNames()
 MESSAGE_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 _JSON_OPTIONS = {"timestampFormat": MESSAGE_TIMESTAMP_FORMAT}
 
-#: Message field -> the BankSim field name :func:`fraudlab.parsing.validate` judges it under.
+#: Message field -> the BankSim field name :func:`fraudlab.data.parsing.validate` judges it under.
 #: ``event_time`` goes in as the optional ``date`` column, so the message's own time is kept.
 _VALIDATED_AS: dict[str, str] = {
     "step": "step",
@@ -168,7 +169,7 @@ def _translate_reason(reason: Column) -> Column:
 
 
 def validate_messages(kafka_df: DataFrame, start_date: str = DEFAULT_START_DATE) -> DataFrame:
-    """Judge every Kafka row by :func:`fraudlab.parsing.validate`'s rules; ``reason`` is null when valid.
+    """Judge every Kafka row by :func:`fraudlab.data.parsing.validate`'s rules; ``reason`` is null when valid.
 
     Every field is read from the JSON as text (``4.55`` -> ``"4.55"``) and goes
     through the same casts and checks as a CSV field. Before the rules, a row

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from fraudlab import banksim
+from fraudlab.data import banksim
 from fraudlab.config import DEFAULT_START_DATE
 from fraudlab.schemas import PREPARED_COLUMNS, QUARANTINE_COLUMNS
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
-from fraudlab import banksim
-from fraudlab.parsing import (
+from fraudlab.data import banksim
+from fraudlab.data.parsing import (
     HeaderError,
     parse_header,
     parse_lines,

@@ -1,7 +1,7 @@
 """Synthetic BankSim transactions with the statistics of the public file.
 
 The real ``bs140513_032310.csv`` cannot be downloaded here, so the lab writes
-its own copy in the same format (:mod:`fraudlab.banksim`). Pure Python and numpy,
+its own copy in the same format (:mod:`fraudlab.data.banksim`). Pure Python and numpy,
 no Spark: tests and apps call :func:`generate` for columnar data,
 :func:`write_csv` to write it, and :func:`write_sample` for a small input file.
 
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudlab.banksim import (
+from fraudlab.data.banksim import (
     AGES,
     BANKSIM_COLUMNS,
     CATEGORIES,

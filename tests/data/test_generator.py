@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudlab import banksim, generator
-from fraudlab.banksim import AGES, BANKSIM_COLUMNS, CATEGORIES, MERCHANTS, WITH_ID_COLUMNS
+from fraudlab.data import banksim, generator
+from fraudlab.data.banksim import AGES, BANKSIM_COLUMNS, CATEGORIES, MERCHANTS, WITH_ID_COLUMNS
 from fraudlab.config import DEFAULT_START_DATE
 from tests.conftest import run_python_app
 
