@@ -9,7 +9,7 @@ once with Spark (customer history, log amount), splits by time as fit_model does
 (test from the last 20 % of the steps), and then, for each side:
 
 * Spark: every classifier of fit_model's ``--search fast`` grid in
-  ``fraudlab.model.build_pipeline`` (z-score stage, one-hot, assembler,
+  ``fraudlab.train.pipeline.build_pipeline`` (z-score stage, one-hot, assembler,
   classifier, balanced class weights), fitted on all training steps;
 * scikit-learn, in one process: ``LogisticRegression`` (one-hot categoricals,
   scaled numerics) and ``HistGradientBoostingClassifier`` (native categoricals),
@@ -50,7 +50,11 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from fraudlab import config  # noqa: E402
 from fraudlab.data import banksim, generator  # noqa: E402
-from fraudlab import model as fmodel  # noqa: E402
+from fraudlab import features  # noqa: E402
+from fraudlab.train import metrics as train_metrics  # noqa: E402
+from fraudlab.train import pipeline as train_pipeline  # noqa: E402
+from fraudlab.train import search as train_search  # noqa: E402
+from fraudlab.train import split as train_split  # noqa: E402
 from fraudlab.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES  # noqa: E402
 from fraudlab.schemas import PREPARED_COLUMNS, PREPARED_SCHEMA  # noqa: E402
 from fraudlab.session import build_spark  # noqa: E402
@@ -94,28 +98,28 @@ def timed(fn):
 def bench_spark(train, test, test_rows: int) -> list[dict]:
     from sklearn.metrics import average_precision_score
 
-    stats = fmodel.category_stats(train)
+    stats = features.category_stats(train)
     results = []
-    for candidate in fmodel.search_candidates("fast"):
-        weighted = fmodel.add_class_weight(train, strength=candidate.class_weight_strength).cache()
+    for candidate in train_search.search_candidates("fast"):
+        weighted = train_pipeline.add_class_weight(train, strength=candidate.class_weight_strength).cache()
         weighted.count()
-        pipeline = fmodel.build_pipeline(candidate.estimator, stats)
+        pipeline = train_pipeline.build_pipeline(candidate.estimator, stats)
         fitted, fit_s = timed(lambda: pipeline.fit(weighted))
         weighted.unpersist()
-        scored = fmodel.predict(fitted, test)
+        scored = train_pipeline.predict(fitted, test)
         score_times = [timed(lambda: scored.write.format("noop").mode("overwrite").save())[1]
                        for _ in range(SCORING_REPEATS)]
         probs = scored.select("transaction_id", "fraud", "fraud_probability").toPandas()
         results.append({
             "model": type(candidate.estimator).__name__,
             "class_weight_strength": candidate.class_weight_strength,
-            "params": {k: v for k, v in fmodel.classifier_params(fitted.stages[-1]).items()
+            "params": {k: v for k, v in train_pipeline.classifier_params(fitted.stages[-1]).items()
                        if k in ("regParam", "elasticNetParam", "maxIter", "maxDepth", "stepSize")},
             "fit_s": fit_s,
             "score_s": statistics.median(score_times),
             "score_rows_per_s": test_rows / statistics.median(score_times),
             "average_precision": float(average_precision_score(probs["fraud"], probs["fraud_probability"])),
-            "mllib_area_under_pr": fmodel.average_precision(scored),
+            "mllib_area_under_pr": train_metrics.average_precision(scored),
         })
         log.info("spark %s: %s", results[-1]["model"], {k: results[-1][k] for k in (
             "class_weight_strength", "fit_s", "score_rows_per_s", "average_precision")})
@@ -141,7 +145,7 @@ def bench_sklearn(train_pdf: pd.DataFrame, test_pdf: pd.DataFrame, stats: dict) 
     x_train, y_train = with_zscore(train_pdf), train_pdf["fraud"].to_numpy()
     x_test, y_test = with_zscore(test_pdf), test_pdf["fraud"].to_numpy()
     def sample_weight(strength: float) -> np.ndarray:
-        # fraudlab.model.class_weight: frauds weigh ((1 - p) / p) ** strength, total weight = rows
+        # fraudlab.train.pipeline.class_weight: frauds weigh ((1 - p) / p) ** strength, total weight = rows
         share = y_train.mean()
         ratio = ((1 - share) / share) ** strength
         legit = 1.0 / (share * ratio + 1 - share)
@@ -191,16 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         prepared = (spark.read.parquet(args.input).select(*PREPARED_COLUMNS) if args.input
                     else prepared_frame(spark, args.rows, args.seed))
-        data = fmodel.model_input(prepared).cache()
-        split_step = fmodel.default_split_step(*fmodel.step_range(data))
-        train, test = fmodel.temporal_split(data, split_step)
+        data = features.model_input(prepared).cache()
+        split_step = train_split.default_split_step(*train_split.step_range(data))
+        train, test = train_split.temporal_split(data, split_step)
         train, test = train.cache(), test.cache()
         train_rows, test_rows = train.count(), test.count()
         log.info("rows %d: train %d (steps < %d), test %d", train_rows + test_rows, train_rows, split_step, test_rows)
 
         spark_results = bench_spark(train, test, test_rows)
         columns = ["fraud", *CATEGORICAL_FEATURES, *[c for c in NUMERIC_FEATURES if c != "amount_zscore"]]
-        stats = fmodel.category_stats(train)
+        stats = features.category_stats(train)
         sklearn_results = bench_sklearn(train.select(*columns).toPandas(), test.select(*columns).toPandas(), stats)
     finally:
         spark.stop()

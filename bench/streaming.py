@@ -121,7 +121,8 @@ def fit_model(target: Path, seed: int) -> Path:
     from pyspark.ml.classification import LogisticRegression
     from pyspark.sql import functions as F
 
-    from fraudlab import model as fmodel
+    from fraudlab import features
+    from fraudlab.train import pipeline as train_pipeline
     from fraudlab.session import build_spark
 
     spark = build_spark("bench_streaming_model", master="local[2]", conf={"spark.ui.enabled": "false"})
@@ -133,8 +134,8 @@ def fit_model(target: Path, seed: int) -> Path:
                  .withColumn("transaction_id", F.monotonically_increasing_id().cast("string"))
                  .withColumn("event_time", event_time)
                  .withColumn("event_month", F.date_format(event_time, "yyyy-MM"))).cache()
-        pipeline = fmodel.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), fmodel.category_stats(train))
-        fitted = pipeline.fit(fmodel.add_class_weight(fmodel.model_input(train)))
+        pipeline = train_pipeline.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), features.category_stats(train))
+        fitted = pipeline.fit(train_pipeline.add_class_weight(features.model_input(train)))
         fitted.write().overwrite().save(str(target))
         (target / "metrics.json").write_text(json.dumps({"threshold": MODEL_THRESHOLD}))
         return target

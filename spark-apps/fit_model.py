@@ -29,7 +29,8 @@ import sys
 from dataclasses import fields
 
 from fraudlab import config
-from fraudlab import model as fmodel
+from fraudlab.train import search as train_search
+from fraudlab.train import split as train_split
 from fraudlab.logs import configure_logging
 from fraudlab.session import build_spark
 from fraudlab.train.gate import gate_thresholds
@@ -45,9 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-dir", default=str(config.MODEL_DIR), help="where the PipelineModel is (over)written")
     parser.add_argument("--test-from-step", type=int, default=None,
                         help="first test step (default: the last 20%% of the step range)")
-    parser.add_argument("--validation-share", type=float, default=fmodel.DEFAULT_HOLDOUT_SHARE,
+    parser.add_argument("--validation-share", type=float, default=train_split.DEFAULT_HOLDOUT_SHARE,
                         help="share of the training steps (the latest) used to choose model and threshold")
-    parser.add_argument("--search", choices=fmodel.SEARCH_MODES, default="fast", help="hyper-parameter grid")
+    parser.add_argument("--search", choices=train_search.SEARCH_MODES, default="fast", help="hyper-parameter grid")
     parser.add_argument("--parallelism", type=int, default=2, help="candidates fitted at once")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--gate", action="append", default=[], metavar="RULE=VALUE",

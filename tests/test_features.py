@@ -9,7 +9,7 @@ from fraudlab.features import (
     add_customer_history,
     add_features,
     add_log_amount,
-    category_amount_stats,
+    category_stats,
 )
 
 pytestmark = pytest.mark.spark
@@ -55,7 +55,7 @@ def test_history_ignores_future_rows(spark):
 def test_category_stats_and_zscore(spark):
     train = rows(spark, [("a", 0, "C1", "es_food", 10.0), ("b", 0, "C2", "es_food", 20.0),
                          ("c", 0, "C3", "es_food", 30.0)])
-    stats = category_amount_stats(train)
+    stats = category_stats(train)
     scored = rows(spark, [("x", 1, "C1", "es_food", 40.0), ("y", 1, "C1", "es_tech", 40.0)])
     z = by_id(add_amount_zscore(scored, stats), "amount_zscore")
     assert z["x"] == pytest.approx(2.0)  # mean 20, sample std 10
@@ -65,7 +65,7 @@ def test_category_stats_and_zscore(spark):
 def test_zscore_is_zero_when_a_category_has_no_spread(spark):
     train = rows(spark, [("a", 0, "C1", "es_food", 10.0), ("b", 0, "C2", "es_food", 10.0)])
     scored = rows(spark, [("x", 1, "C1", "es_food", 99.0)])
-    assert by_id(add_amount_zscore(scored, category_amount_stats(train)), "amount_zscore") == {"x": 0.0}
+    assert by_id(add_amount_zscore(scored, category_stats(train)), "amount_zscore") == {"x": 0.0}
 
 
 def test_log_amount_is_log1p(spark):
@@ -77,6 +77,6 @@ def test_log_amount_is_log1p(spark):
 
 def test_add_features_keeps_every_row_and_adds_all_columns(spark):
     df = rows(spark, [("a", 0, "C1", "es_food", 10.0), ("b", 1, "C1", "es_tech", 20.0)])
-    out = add_features(df, category_amount_stats(df))
+    out = add_features(df, category_stats(df))
     assert out.count() == 2
     assert {"customer_prior_count", "amount_over_customer_mean", "amount_zscore", "log_amount"} <= set(out.columns)

@@ -11,7 +11,10 @@ from pyspark.sql import functions as F
 
 from fraudlab import config
 from fraudlab.data import generator
-from fraudlab import model as fmodel
+from fraudlab import features
+from fraudlab.train import metrics as train_metrics
+from fraudlab.train import pipeline as train_pipeline
+from fraudlab.train import split as train_split
 from fraudlab.drift import DRIFT_FEATURES
 from fraudlab.train.gate import gate_thresholds
 from fraudlab.train.run import FitOptions, run
@@ -73,12 +76,12 @@ def test_fit_model_writes_model_metrics_drift_reference_and_registers_the_champi
 
     # the saved model reproduces the reported test figures
     pipeline_model = PipelineModel.load(str(model_dir))
-    data = fmodel.model_input(spark.read.parquet(prepared_path))
-    _, test = fmodel.temporal_split(data, 144)
-    scored = fmodel.predict(pipeline_model, test).cache()
+    data = features.model_input(spark.read.parquet(prepared_path))
+    _, test = train_split.temporal_split(data, 144)
+    scored = train_pipeline.predict(pipeline_model, test).cache()
     assert scored.count() == metrics["test_rows"]
-    assert fmodel.average_precision(scored) == pytest.approx(metrics["test_average_precision"], abs=1e-9)
-    at = fmodel.confusion_at(scored, metrics["threshold"])
+    assert train_metrics.average_precision(scored) == pytest.approx(metrics["test_average_precision"], abs=1e-9)
+    at = train_metrics.confusion_at(scored, metrics["threshold"])
     assert (at["precision"], at["recall"]) == pytest.approx((metrics["test_precision"], metrics["test_recall"]))
 
     drift = json.loads((model_dir / "drift_reference.json").read_text())

@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from fraudlab import config, registry
-from fraudlab import model as fmodel
+from fraudlab import features
+from fraudlab.train import pipeline as train_pipeline
 from fraudlab.schemas import PREPARED_SCHEMA
 
 pytestmark = pytest.mark.spark
@@ -32,9 +33,9 @@ def tiny(spark):
     prepared = (df.withColumn("event_time", event_time)
                 .withColumn("event_month", F.date_format(event_time, "yyyy-MM"))
                 .select(*[F.col(f.name).cast(f.dataType) for f in PREPARED_SCHEMA.fields])).cache()
-    data = fmodel.model_input(prepared).cache()
-    pipeline = fmodel.build_pipeline(LogisticRegression(maxIter=10), fmodel.category_stats(data))
-    return prepared, data, pipeline.fit(fmodel.add_class_weight(data))
+    data = features.model_input(prepared).cache()
+    pipeline = train_pipeline.build_pipeline(LogisticRegression(maxIter=10), features.category_stats(data))
+    return prepared, data, pipeline.fit(train_pipeline.add_class_weight(data))
 
 
 def _log(tiny, uri, ap, register=True, model=True):
@@ -63,8 +64,8 @@ def test_registered_champion_loads_back_and_scores_like_the_original(spark, tiny
     assert info["drift_reference"]["features"]["amount"]["shares"] == [0.5, 0.5]
 
     _, data, original = tiny
-    expected = fmodel.predict(original, data).select("transaction_id", "fraud_probability")
-    actual = fmodel.predict(loaded, data).select("transaction_id", "fraud_probability")
+    expected = train_pipeline.predict(original, data).select("transaction_id", "fraud_probability")
+    actual = train_pipeline.predict(loaded, data).select("transaction_id", "fraud_probability")
     assertDataFrameEqual(actual, expected, rtol=1e-9)
 
     # the run holds what the lab promises: metrics, PR curve, data digest, model signature
@@ -79,7 +80,7 @@ def test_registered_champion_loads_back_and_scores_like_the_original(spark, tiny
     mv = client.get_model_version(config.MODEL_NAME, "1")
     assert float(mv.tags["test_average_precision"]) == 0.8
     model_info = mlflow.models.get_model_info(f"models:/{config.MODEL_NAME}/1")
-    assert [c["name"] for c in model_info.signature.inputs.to_dict()] == fmodel.MODEL_INPUT_COLUMNS
+    assert [c["name"] for c in model_info.signature.inputs.to_dict()] == features.MODEL_INPUT_COLUMNS
     # artifacts stay next to the SQLite file, not in the working directory
     assert (tmp_path / "artifacts").is_dir()
 
@@ -120,4 +121,4 @@ def test_load_model_from_a_folder_reads_its_metrics_and_drift_files(spark, tiny,
     loaded, info = registry.load_model(str(folder))
     assert info["threshold"] == 0.42
     assert info["drift_reference"] is None
-    assert fmodel.predict(loaded, data).count() == data.count()
+    assert train_pipeline.predict(loaded, data).count() == data.count()

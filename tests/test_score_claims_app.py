@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from fraudlab import drift as fdrift
-from fraudlab import model
+from fraudlab import features
+from fraudlab.train import pipeline as train_pipeline
 from fraudlab.schemas import PREPARED_SCHEMA
 from fraudlab.scoring import SCORED_COLUMNS
 from tests.conftest import run_python_app
@@ -85,12 +86,12 @@ def model_dir(spark, tmp_path_factory) -> Path:
     from pyspark.ml.classification import LogisticRegression
 
     train = spark.createDataFrame(prepared_rows(training_data()), PREPARED_SCHEMA)
-    stats = model.category_stats(train)
-    fitted = model.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), stats).fit(
-        model.add_class_weight(model.model_input(train)))
+    stats = features.category_stats(train)
+    fitted = train_pipeline.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), stats).fit(
+        train_pipeline.add_class_weight(features.model_input(train)))
     out = tmp_path_factory.mktemp("model") / "fraud_model"
     fitted.write().overwrite().save(str(out))
-    drift = fdrift.drift_reference(fitted.stages[0].transform(model.model_input(train)))
+    drift = fdrift.drift_reference(fitted.stages[0].transform(features.model_input(train)))
     (out / "metrics.json").write_text(json.dumps({"threshold": THRESHOLD, "test_average_precision": 1.0}))
     (out / "drift_reference.json").write_text(json.dumps(drift))
     return out

@@ -8,7 +8,8 @@ import random
 import pytest
 from pyspark.sql import functions as F
 
-from fraudlab import model
+from fraudlab import features
+from fraudlab.train import pipeline as train_pipeline
 from fraudlab.config import DetectionConfig
 from fraudlab.data.parsing import split_valid, validate
 from fraudlab.schemas import PREPARED_SCHEMA
@@ -247,8 +248,8 @@ def fitted(spark):
     from pyspark.ml.classification import LogisticRegression
 
     train = spark.createDataFrame(prepared_rows(training_data()), PREPARED_SCHEMA)
-    rows = model.add_class_weight(model.model_input(train))
-    pipeline = model.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), model.category_stats(train))
+    rows = train_pipeline.add_class_weight(features.model_input(train))
+    pipeline = train_pipeline.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), features.category_stats(train))
     return pipeline.fit(rows)
 
 

@@ -36,8 +36,7 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from fraudlab import config, io
-from fraudlab import model as fmodel
+from fraudlab import config, features, io
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ def _dataset_entity(df: DataFrame, path: str | None, digest: str):
 
 
 def pr_curve_figure(table: list[dict[str, float]], title: str):
-    """A matplotlib figure of the precision-recall curve from :func:`fraudlab.model.threshold_table` rows."""
+    """A matplotlib figure of the precision-recall curve from :func:`fraudlab.train.metrics.threshold_table` rows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,8 +191,8 @@ def numeric_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, floa
 def _signature_and_example(model: PipelineModel, sample: DataFrame):
     from mlflow.models import infer_signature
 
-    example = sample.select(*fmodel.MODEL_INPUT_COLUMNS).limit(5).toPandas()
-    prediction = model.transform(sample.select(*fmodel.MODEL_INPUT_COLUMNS).limit(5)).select("prediction").toPandas()
+    example = sample.select(*features.MODEL_INPUT_COLUMNS).limit(5).toPandas()
+    prediction = model.transform(sample.select(*features.MODEL_INPUT_COLUMNS).limit(5)).select("prediction").toPandas()
     return infer_signature(example, prediction), example
 
 

@@ -3,10 +3,10 @@
 Pure DataFrame functions, no I/O. :func:`score_claims` runs everything in order
 on prepared rows:
 
-1. :func:`fraudlab.model.model_input` adds the customer-history features and
+1. :func:`fraudlab.features.model_input` adds the customer-history features and
    ``log_amount`` (computed over the rows it is given: a customer's history is
    their earlier steps *in that DataFrame*);
-2. :func:`fraudlab.model.predict` adds ``amount_zscore`` (from the training
+2. :func:`fraudlab.train.pipeline.predict` adds ``amount_zscore`` (from the training
    statistics inside the model) and ``fraud_probability``;
 3. :func:`add_rule_signals` adds one named boolean column per rule
    (:data:`RULES`), configured by a :class:`fraudlab.config.DetectionConfig`:
@@ -47,7 +47,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from fraudlab import model
+from fraudlab import features
+from fraudlab.train import pipeline as train_pipeline
 from fraudlab.data import banksim
 from fraudlab.config import DetectionConfig, parse_rule_values
 from fraudlab.data.parsing import LINEAGE_COLUMNS
@@ -177,7 +178,7 @@ def add_rule_signals(df: DataFrame, config: DetectionConfig) -> DataFrame:
 def fraud_score(config: DetectionConfig) -> Column:
     """Noisy-OR of the model probability and the fired rules: ``1 - (1 - p) * prod(1 - w_rule)``."""
     weights = rule_weights(config)
-    kept = F.lit(1.0) - F.col(model.PROBABILITY_COL)
+    kept = F.lit(1.0) - F.col(train_pipeline.PROBABILITY_COL)
     for rule in RULES:
         kept = kept * F.when(F.col(rule), F.lit(1.0 - weights[rule])).otherwise(F.lit(1.0))
     return F.lit(1.0) - kept
@@ -205,7 +206,7 @@ def add_decision(df: DataFrame, config: DetectionConfig, threshold: float) -> Da
     Needs ``fraud_probability`` and the rule columns of :func:`add_rule_signals`.
     """
     threshold = _check_threshold(threshold)
-    model_alone_passes = F.col(model.PROBABILITY_COL) >= F.lit(threshold)
+    model_alone_passes = F.col(train_pipeline.PROBABILITY_COL) >= F.lit(threshold)
     any_rule_fired = F.lit(False)
     for rule in RULES:
         any_rule_fired = any_rule_fired | F.col(rule)
@@ -235,7 +236,7 @@ def score_with_features(
     The drift figures need the model features that :func:`score_claims` leaves
     out; both come from this one frame.
     """
-    predicted = model.predict(pipeline_model, model.model_input(df))
+    predicted = train_pipeline.predict(pipeline_model, features.model_input(df))
     return add_decision(add_rule_signals(predicted, config), config, threshold).withColumn(
         "model_version", F.lit(model_version).cast("string")
     )

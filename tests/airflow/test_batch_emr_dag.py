@@ -104,7 +104,7 @@ class TestStepsComplete:
             assert body == (SPARK_APPS / f"{app}.py").read_bytes()
         package = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/fraudlab.zip")["Body"].read()
         names = set(zipfile.ZipFile(io.BytesIO(package)).namelist())
-        assert {"fraudlab/__init__.py", "fraudlab/config.py", "fraudlab/model.py"} <= names
+        assert {"fraudlab/__init__.py", "fraudlab/config.py", "fraudlab/train/pipeline.py"} <= names
         bootstrap = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/bootstrap.sh")["Body"].read().decode()
         assert "/usr/bin/python3.11 -m pip install" in bootstrap and '"mlflow==3.17.2"' in bootstrap
 

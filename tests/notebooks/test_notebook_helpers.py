@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
-from fraudlab import model as fmodel
+from fraudlab import features
+from fraudlab.train import pipeline as train_pipeline
 from fraudlab.notebook import helpers as nh
 from fraudlab.schemas import PREPARED_SCHEMA
 
@@ -270,12 +271,12 @@ def training_rows():
 def test_feature_weights_of_a_logistic_regression_are_coefficients_times_feature_spread(spark):
     from pyspark.ml.classification import LogisticRegression
 
-    data = fmodel.model_input(prepared(spark, training_rows())).cache()
-    fitted = fmodel.build_pipeline(LogisticRegression(maxIter=20), fmodel.category_stats(data)).fit(
-        fmodel.add_class_weight(data))
+    data = features.model_input(prepared(spark, training_rows())).cache()
+    fitted = train_pipeline.build_pipeline(LogisticRegression(maxIter=20), features.category_stats(data)).fit(
+        train_pipeline.add_class_weight(data))
     weights, kind = nh.feature_weights(fitted, data)
     assert kind == "|coefficient| x feature std"
-    names = fmodel.feature_names(fitted, data)
+    names = train_pipeline.feature_names(fitted, data)
     assert sorted(weights["feature"]) == sorted(names)
     assert list(weights["weight"]) == sorted(weights["weight"], reverse=True)
     by_name = dict(zip(weights["feature"], weights["weight"]))
@@ -289,12 +290,12 @@ def test_feature_weights_of_a_logistic_regression_are_coefficients_times_feature
 def test_feature_weights_of_a_tree_model_are_its_importances(spark):
     from pyspark.ml.classification import GBTClassifier
 
-    data = fmodel.model_input(prepared(spark, training_rows())).cache()
-    fitted = fmodel.build_pipeline(GBTClassifier(maxIter=3, maxDepth=2, seed=1), fmodel.category_stats(data)).fit(
-        fmodel.add_class_weight(data))
+    data = features.model_input(prepared(spark, training_rows())).cache()
+    fitted = train_pipeline.build_pipeline(GBTClassifier(maxIter=3, maxDepth=2, seed=1), features.category_stats(data)).fit(
+        train_pipeline.add_class_weight(data))
     weights, kind = nh.feature_weights(fitted, data)
     assert kind == "feature importance"
-    assert dict(zip(weights["feature"], weights["weight"])) == fmodel.feature_importances(fitted, data)
+    assert dict(zip(weights["feature"], weights["weight"])) == train_pipeline.feature_importances(fitted, data)
 
 
 # --------------------------------------------------------------------------- figures

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudlab import io, model, scoring
+from fraudlab import features, io, scoring
+from fraudlab.train import pipeline as train_pipeline
 from fraudlab.data import generator
 from fraudlab.config import DetectionConfig
 from fraudlab.data.parsing import parse_header, parse_lines
@@ -129,8 +130,8 @@ def model_dir(spark, tmp_path_factory) -> Path:
              (start + dt.timedelta(days=int(r.step))).strftime("%Y-%m"))
             for i, r in enumerate(data.itertuples())]
     train = spark.createDataFrame(rows, PREPARED_SCHEMA).cache()
-    fitted = model.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), model.category_stats(train)).fit(
-        model.add_class_weight(model.model_input(train)))
+    fitted = train_pipeline.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), features.category_stats(train)).fit(
+        train_pipeline.add_class_weight(features.model_input(train)))
     out = tmp_path_factory.mktemp("stream_model") / "fraud_model"
     fitted.write().overwrite().save(str(out))
     (out / "metrics.json").write_text(json.dumps({"threshold": MODEL_THRESHOLD}))

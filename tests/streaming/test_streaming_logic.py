@@ -18,7 +18,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
-from fraudlab import cassandra_sink, features, model, scoring, streaming
+from fraudlab import cassandra_sink, features, scoring, streaming
+from fraudlab.train import pipeline as train_pipeline
 from fraudlab.config import DetectionConfig
 from fraudlab.schemas import PREPARED_COLUMNS, PREPARED_SCHEMA
 
@@ -350,8 +351,8 @@ def fitted(spark):
     from pyspark.ml.classification import LogisticRegression
 
     train = prepared(spark, training_data())
-    pipeline = model.build_pipeline(LogisticRegression(maxIter=20, regParam=0.01), model.category_stats(train))
-    return pipeline.fit(model.add_class_weight(model.model_input(train)))
+    pipeline = train_pipeline.build_pipeline(LogisticRegression(maxIter=20, regParam=0.01), features.category_stats(train))
+    return pipeline.fit(train_pipeline.add_class_weight(features.model_input(train)))
 
 
 SCORE_DATA = HISTORY_DATA + [("x1", 8, "C2", "M480139044", "es_health", 850.0, 1),

@@ -2,7 +2,7 @@
 
 ``notebooks/01_explore_transactions.ipynb``, ``02_model_analysis.ipynb`` and
 ``03_streaming_inspection.ipynb`` are thin: a parameters cell, then calls into
-this module and :mod:`fraudlab.model`, :mod:`fraudlab.features`,
+this module and :mod:`fraudlab.train`, :mod:`fraudlab.features`,
 :mod:`fraudlab.registry`. Four kinds of function live here:
 
 * **Spark transforms** (lazy and pure, ``DataFrame -> DataFrame``):
@@ -43,11 +43,11 @@ from pyspark.sql import functions as F
 
 from fraudlab import drift as fdrift
 from fraudlab.io import cassandra, kafka
-from fraudlab import model as fmodel
+from fraudlab.train import pipeline as train_pipeline
 from fraudlab.streaming import ALERT_TABLE_COLUMNS, ALERTS_TABLE
 
-LABEL_COL = fmodel.LABEL_COL
-PROBABILITY_COL = fmodel.PROBABILITY_COL
+LABEL_COL = train_pipeline.LABEL_COL
+PROBABILITY_COL = train_pipeline.PROBABILITY_COL
 
 #: Bins of the customer-history features (:data:`fraudlab.features.HISTORY_COLUMNS`) shown against the label.
 HISTORY_EDGES: dict[str, list[float]] = {
@@ -257,7 +257,7 @@ def worst_errors(scored: DataFrame, threshold: float, kind: str, n: int = 10,
 def alerts_per_day_vs_recall(table: Sequence[Mapping[str, float]], days: int) -> pd.DataFrame:
     """The threshold trade-off: for each threshold, the recall reached and the alerts it costs per day.
 
-    ``table`` is :func:`fraudlab.model.threshold_table` output (thresholds
+    ``table`` is :func:`fraudlab.train.metrics.threshold_table` output (thresholds
     falling, recall rising) over ``days`` days of transactions. Columns:
     ``threshold``, ``recall``, ``precision``, ``flagged``, ``alerts_per_day``.
     """
@@ -269,7 +269,7 @@ def alerts_per_day_vs_recall(table: Sequence[Mapping[str, float]], days: int) ->
 
 
 def operating_point(confusion: Mapping[str, float], days: int) -> dict[str, float]:
-    """The model's own threshold as a point of the trade-off: :func:`fraudlab.model.confusion_at` plus ``alerts_per_day``."""
+    """The model's own threshold as a point of the trade-off: :func:`fraudlab.train.metrics.confusion_at` plus ``alerts_per_day``."""
     if days <= 0:
         raise ValueError(f"days must be positive, got {days}")
     return {**confusion, "alerts_per_day": (confusion["tp"] + confusion["fp"]) / float(days)}
@@ -315,14 +315,14 @@ def feature_weights(pipeline_model: PipelineModel, df: DataFrame) -> tuple[pd.Da
     """
     classifier = pipeline_model.stages[-1]
     if hasattr(classifier, "featureImportances"):
-        weights = fmodel.feature_importances(pipeline_model, df)
+        weights = train_pipeline.feature_importances(pipeline_model, df)
         kind = "feature importance"
     elif hasattr(classifier, "coefficients"):
         from pyspark.ml.stat import Summarizer
 
         features = PipelineModel(stages=pipeline_model.stages[:-1]).transform(df)
-        std = features.select(Summarizer.std(F.col(fmodel.FEATURES_COL)).alias("std")).first()["std"].toArray()
-        names = fmodel.feature_names(pipeline_model, df)
+        std = features.select(Summarizer.std(F.col(train_pipeline.FEATURES_COL)).alias("std")).first()["std"].toArray()
+        names = train_pipeline.feature_names(pipeline_model, df)
         coefficients = classifier.coefficients.toArray()
         weights = {name: abs(float(c)) * float(s) for name, c, s in zip(names, coefficients, std)}
         kind = "|coefficient| x feature std"

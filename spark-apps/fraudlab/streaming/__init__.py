@@ -49,7 +49,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from fraudlab import features, model, scoring
+from fraudlab import features, scoring
+from fraudlab.train import pipeline as train_pipeline
 from fraudlab.data import parsing
 from fraudlab.config import DEFAULT_START_DATE, DetectionConfig
 from fraudlab.schemas import PREPARED_COLUMNS, TRANSACTION_MESSAGE_SCHEMA
@@ -287,10 +288,10 @@ def add_stream_history(parsed: DataFrame, stored: DataFrame, window_steps: int,
     ``stored`` holds what the history table returned (:data:`STORED_HISTORY_SCHEMA`).
     A transaction that is both in the batch and stored (a replayed batch) or in
     the batch twice (sent twice) counts once: the batch's copy with the earliest
-    offset is kept. The features are those of
-    :func:`fraudlab.features.add_customer_history` over stored + batch rows on
-    strictly earlier steps; ``duplicate_claim``/``duplicate_of`` those of
-    :func:`fraudlab.scoring.add_duplicate_claims` over the same rows. The result
+    offset is kept. The history features come from the batch side's own
+    :func:`fraudlab.features.add_history_from_totals` over stored + batch rows;
+    ``duplicate_claim``/``duplicate_of`` from :func:`fraudlab.scoring.add_duplicate_claims`
+    over the same rows. The result
     is hash-partitioned by ``customer`` (``partitions`` of them, default the
     shuffle partitions): the three windows share that one shuffle.
     """
@@ -314,28 +315,16 @@ def add_stream_history(parsed: DataFrame, stored: DataFrame, window_steps: int,
     # Batch copies first, earliest offset first; summary rows (null id) are one per customer.
     copies = Window.partitionBy("customer", "transaction_id").orderBy(
         F.col("_in_batch").desc(), F.col("kafka_partition"), F.col("kafka_offset"))
-    window = features.customer_history_window()
-    prior_count = F.coalesce(F.sum("_row_count").over(window), F.lit(0).cast("long"))
-    prior_sum = F.sum("_amount_total").over(window)
+    deduplicated = by_customer.withColumn("_copy", F.row_number().over(copies)).where(F.col("_copy") == 1)
     with_history = (
-        by_customer.withColumn("_copy", F.row_number().over(copies))
-        .where(F.col("_copy") == 1)
-        .withColumn("_prior_count", prior_count)
-        .withColumn("_prior_sum", prior_sum)
+        features.add_history_from_totals(deduplicated, F.col("_row_count"), F.col("_amount_total"))
         # Summary rows only carry counts: they take no part in the duplicate rule.
         .where(F.col("transaction_id").isNotNull())
     )
-    prior_mean = F.when(F.col("_prior_count") > 0, F.col("_prior_sum") / F.col("_prior_count"))
     return (
         scoring.add_duplicate_claims(with_history, window_steps)
         .where(F.col("_in_batch"))
-        .withColumn("customer_prior_count", F.col("_prior_count").cast("double"))
-        .withColumn("customer_prior_mean_amount", prior_mean)
-        .withColumn(
-            "amount_over_customer_mean",
-            features.amount_over_mean(F.col("amount"), F.col("customer_prior_mean_amount")),
-        )
-        .drop("_row_count", "_amount_total", "_in_batch", "_copy", "_prior_count", "_prior_sum")
+        .drop("_row_count", "_amount_total", "_in_batch", "_copy")
     )
 
 
@@ -355,7 +344,7 @@ def score_messages(
     the history and duplicate columns already in place: ``log_amount``, the
     model's probability, the outlier and spike rules, the combined score.
     """
-    predicted = model.predict(pipeline_model, features.add_log_amount(with_history))
+    predicted = train_pipeline.predict(pipeline_model, features.add_log_amount(with_history))
     decided = scoring.add_decision(
         predicted.withColumn("amount_outlier", scoring.is_amount_outlier(config)).withColumn(
             "customer_amount_spike", scoring.is_customer_amount_spike(config)

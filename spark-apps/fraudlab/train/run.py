@@ -15,7 +15,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fraudlab import config, drift, io
-from fraudlab import model as fmodel
+from fraudlab import features
+from fraudlab.train import metrics as train_metrics
+from fraudlab.train import pipeline as train_pipeline
+from fraudlab.train import search as train_search
+from fraudlab.train import split as train_split
 from fraudlab.schemas import PREPARED_COLUMNS
 from fraudlab.train.gate import check_gate
 
@@ -33,7 +37,7 @@ class FitOptions:
     input: str = str(config.PREPARED_DIR)
     model_dir: str = str(config.MODEL_DIR)
     test_from_step: int | None = None
-    validation_share: float = fmodel.DEFAULT_HOLDOUT_SHARE
+    validation_share: float = train_split.DEFAULT_HOLDOUT_SHARE
     search: str = "fast"
     parallelism: int = 2
     seed: int = 42
@@ -53,7 +57,7 @@ def run(spark: SparkSession, args: FitOptions, thresholds: dict[str, float]) -> 
     prepared = spark.read.parquet(args.input).select(*PREPARED_COLUMNS)
     # Customer history looks only at earlier steps, so it is computed once over all rows:
     # a test row sees the training-period history it would see when scored.
-    data = fmodel.model_input(prepared).persist()
+    data = features.model_input(prepared).persist()
     try:
         return _fit_gate_write(spark, args, thresholds, prepared, data, started)
     finally:
@@ -62,20 +66,20 @@ def run(spark: SparkSession, args: FitOptions, thresholds: dict[str, float]) -> 
 
 def _fit_gate_write(spark: SparkSession, args: FitOptions, thresholds: dict[str, float],
                     prepared: DataFrame, data: DataFrame, started: float) -> int:
-    min_step, max_step = fmodel.step_range(data)
+    min_step, max_step = train_split.step_range(data)
     test_from = args.test_from_step if args.test_from_step is not None else (
-        fmodel.default_split_step(min_step, max_step))
+        train_split.default_split_step(min_step, max_step))
     if not min_step < test_from <= max_step:
         log.error("--test-from-step %d leaves no train or no test rows (steps %d..%d)", test_from, min_step, max_step)
         return 2
-    validation_from = fmodel.default_split_step(min_step, test_from - 1, args.validation_share)
-    train, test = fmodel.temporal_split(data, test_from)
-    early, validation = fmodel.temporal_split(train, validation_from)
+    validation_from = train_split.default_split_step(min_step, test_from - 1, args.validation_share)
+    train, test = train_split.temporal_split(data, test_from)
+    early, validation = train_split.temporal_split(train, validation_from)
     log.info("steps %d..%d: early train < %d <= validation < %d <= test", min_step, max_step,
              validation_from, test_from)
 
     search_started = time.perf_counter()
-    results = fmodel.select_model(early, validation, fmodel.search_candidates(args.search, args.seed),
+    results = train_search.select_model(early, validation, train_search.search_candidates(args.search, args.seed),
                                   parallelism=args.parallelism)
     search_seconds = time.perf_counter() - search_started
     for result in results:
@@ -87,17 +91,17 @@ def _fit_gate_write(spark: SparkSession, args: FitOptions, thresholds: dict[str,
     threshold = best.validation_threshold["threshold"]
 
     refit_started = time.perf_counter()
-    stats = fmodel.category_stats(train)
-    weighted_train = fmodel.add_class_weight(train, strength=best.class_weight_strength)
-    pipeline_model = fmodel.build_pipeline(best.estimator, stats).fit(weighted_train)
+    stats = features.category_stats(train)
+    weighted_train = train_pipeline.add_class_weight(train, strength=best.class_weight_strength)
+    pipeline_model = train_pipeline.build_pipeline(best.estimator, stats).fit(weighted_train)
     refit_seconds = time.perf_counter() - refit_started
 
-    test_scored = fmodel.predict(pipeline_model, test).select("fraud", fmodel.PROBABILITY_COL).cache()
-    test_figures = fmodel.evaluate(test_scored, threshold)
-    test_table = fmodel.threshold_table(test_scored)
+    test_scored = train_pipeline.predict(pipeline_model, test).select("fraud", train_pipeline.PROBABILITY_COL).cache()
+    test_figures = train_metrics.evaluate(test_scored, threshold)
+    test_table = train_metrics.threshold_table(test_scored)
     test_scored.unpersist()
     counts = train.agg(F.count(F.lit(1)).alias("rows"), F.sum("fraud").alias("frauds")).first()
-    importances = fmodel.feature_importances(pipeline_model, test)
+    importances = train_pipeline.feature_importances(pipeline_model, test)
     reference = drift.drift_reference(pipeline_model.stages[0].transform(train))
 
     metrics = {

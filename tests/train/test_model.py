@@ -1,8 +1,9 @@
-"""fraudlab.model on tiny inline data: the pipeline, its z-score stage, weights, split, thresholds, gate, drift."""
+"""fraudlab.train and the z-score stage on tiny inline data: the pipeline, its z-score stage, weights, split, thresholds, gate, drift."""
 
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 from pyspark.ml.classification import GBTClassifier, LogisticRegression
@@ -11,7 +12,10 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from fraudlab import features
-from fraudlab import model as fmodel
+from fraudlab.train import metrics as train_metrics
+from fraudlab.train import pipeline as train_pipeline
+from fraudlab.train import search as train_search
+from fraudlab.train import split as train_split
 from fraudlab.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from fraudlab.schemas import PREPARED_SCHEMA
 
@@ -57,13 +61,13 @@ def signal_rows(n_steps: int = 40, per_step: int = 12) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def signal_data(spark):
-    return fmodel.model_input(prepared_rows(spark, signal_rows())).cache()
+    return features.model_input(prepared_rows(spark, signal_rows())).cache()
 
 
 def test_model_input_adds_customer_history_and_log_amount(spark):
     df = prepared_rows(spark, [(0, "C1", "M1", "es_food", 10.0, 0), (1, "C1", "M1", "es_food", 30.0, 0),
                                (1, "C1", "M2", "es_food", 20.0, 0), (2, "C1", "M1", "es_food", 40.0, 0)])
-    out = fmodel.model_input(df).select("step", "amount", "customer_prior_count", "amount_over_customer_mean",
+    out = features.model_input(df).select("step", "amount", "customer_prior_count", "amount_over_customer_mean",
                                         F.round("log_amount", 6).alias("log_amount"))
     expected = spark.createDataFrame(
         [(0, 10.0, 0.0, 1.0, round(math.log1p(10.0), 6)),
@@ -73,11 +77,11 @@ def test_model_input_adds_customer_history_and_log_amount(spark):
         "step int, amount double, customer_prior_count double, amount_over_customer_mean double, log_amount double",
     )
     assertDataFrameEqual(out, expected)
-    assert "amount_zscore" not in fmodel.model_input(df).columns
+    assert "amount_zscore" not in features.model_input(df).columns
 
 
 def test_build_pipeline_chains_zscore_encoders_assembler_and_weighted_classifier():
-    pipeline = fmodel.build_pipeline(LogisticRegression(), {"es_food": (10.0, 2.0)})
+    pipeline = train_pipeline.build_pipeline(LogisticRegression(), {"es_food": (10.0, 2.0)})
     stages = pipeline.getStages()
     assert [type(s) for s in stages] == [SQLTransformer, StringIndexer, OneHotEncoder, VectorAssembler,
                                          LogisticRegression]
@@ -91,7 +95,7 @@ def test_build_pipeline_chains_zscore_encoders_assembler_and_weighted_classifier
 
 def test_build_pipeline_leaves_the_callers_classifier_untouched():
     mine = GBTClassifier(labelCol="label")
-    fmodel.build_pipeline(mine, {"es_food": (10.0, 2.0)})
+    train_pipeline.build_pipeline(mine, {"es_food": (10.0, 2.0)})
     assert mine.getLabelCol() == "label"
     assert not mine.isSet(mine.weightCol)
 
@@ -103,23 +107,30 @@ def test_zscore_stage_computes_amount_zscore_from_embedded_training_stats(spark)
          ("e", "es_unknown", 60.0), ("f", "it's", 3.0)],
         "id string, category string, amount double",
     )
-    out = fmodel.zscore_transformer(stats).transform(rows).select("id", "amount_zscore")
+    out = features.zscore_transformer(stats).transform(rows).select("id", "amount_zscore")
     expected = spark.createDataFrame(
         [("a", 2.0), ("b", -1.5), ("c", 0.0), ("d", 0.0), ("e", 0.0), ("f", 2.0)], "id string, amount_zscore double")
     assertDataFrameEqual(out, expected)
 
 
-def test_zscore_stage_agrees_with_the_shared_feature_function(spark, signal_data):
-    stats_df = features.category_amount_stats(signal_data)
-    stats = fmodel.category_stats(signal_data)
-    by_stage = fmodel.zscore_transformer(stats).transform(signal_data).select("transaction_id", "amount_zscore")
-    by_feature = features.add_amount_zscore(signal_data, stats_df).select("transaction_id", "amount_zscore")
-    assertDataFrameEqual(by_stage, by_feature, rtol=1e-12)
+def test_zscore_stage_agrees_with_a_plain_python_zscore(spark, signal_data):
+    rows = signal_data.select("transaction_id", "category", "amount").collect()
+    by_category: dict[str, list[float]] = {}
+    for r in rows:
+        by_category.setdefault(r["category"], []).append(r["amount"])
+    spread = {c: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else None) for c, v in by_category.items()}
+    by_stage = features.zscore_transformer(features.category_stats(signal_data)).transform(signal_data) \
+        .select("transaction_id", "amount_zscore")
+    by_python = spark.createDataFrame(
+        [(r["transaction_id"], (r["amount"] - spread[r["category"]][0]) / spread[r["category"]][1]
+          if spread[r["category"]][1] else 0.0) for r in rows],
+        "transaction_id string, amount_zscore double")
+    assertDataFrameEqual(by_stage, by_python, rtol=1e-9)
 
 
 def test_class_weights_give_both_classes_the_same_total_weight(spark):
     df = spark.createDataFrame([(1,)] * 2 + [(0,)] * 8, "fraud int")
-    weighted = fmodel.add_class_weight(df)
+    weighted = train_pipeline.add_class_weight(df)
     totals = {r["fraud"]: (r["w"], r["total"]) for r in weighted.groupBy("fraud")
               .agg(F.first("class_weight").alias("w"), F.sum("class_weight").alias("total")).collect()}
     assert totals == {1: pytest.approx((2.5, 5.0)), 0: pytest.approx((0.625, 5.0))}
@@ -128,21 +139,21 @@ def test_class_weights_give_both_classes_the_same_total_weight(spark):
 
 def test_softer_class_weight_strength_up_weights_frauds_by_the_root_of_the_imbalance(spark):
     df = spark.createDataFrame([(1,)] * 2 + [(0,)] * 8, "fraud int")
-    weights = {r["fraud"]: r["class_weight"] for r in fmodel.add_class_weight(df, strength=0.5).distinct().collect()}
+    weights = {r["fraud"]: r["class_weight"] for r in train_pipeline.add_class_weight(df, strength=0.5).distinct().collect()}
     assert weights[1] / weights[0] == pytest.approx(2.0)  # sqrt(0.8 / 0.2)
     assert 2 * weights[1] + 8 * weights[0] == pytest.approx(10.0)  # the rows' total weight is kept
-    unweighted = fmodel.add_class_weight(df, strength=0.0).select("class_weight").distinct().collect()
+    unweighted = train_pipeline.add_class_weight(df, strength=0.0).select("class_weight").distinct().collect()
     assert [r[0] for r in unweighted] == [pytest.approx(1.0)]
 
 
 def test_default_split_step_is_step_144_for_banksim():
-    assert fmodel.default_split_step(0, 179) == 144
-    assert fmodel.default_split_step(0, 143) == 115
-    assert fmodel.default_split_step(10, 11) == 11
+    assert train_split.default_split_step(0, 179) == 144
+    assert train_split.default_split_step(0, 143) == 115
+    assert train_split.default_split_step(10, 11) == 11
 
 
 def test_temporal_split_keeps_every_test_step_out_of_train(spark, signal_data):
-    train, test = fmodel.temporal_split(signal_data, 30)
+    train, test = train_split.temporal_split(signal_data, 30)
     train_max = train.agg(F.max("step")).first()[0]
     test_min = test.agg(F.min("step")).first()[0]
     assert (train_max, test_min) == (29, 30)
@@ -150,39 +161,39 @@ def test_temporal_split_keeps_every_test_step_out_of_train(spark, signal_data):
 
 
 def test_predict_adds_fraud_probability_and_scores_unseen_values(spark, signal_data):
-    train, test = fmodel.temporal_split(signal_data, 30)
-    stats = fmodel.category_stats(train)
-    pipeline_model = fmodel.build_pipeline(LogisticRegression(maxIter=20), stats).fit(fmodel.add_class_weight(train))
-    unseen = fmodel.model_input(prepared_rows(spark, [(35, "C999", "M999", "es_new", 50.0, 0)]))
-    scored = fmodel.predict(pipeline_model, test.unionByName(unseen)).cache()
+    train, test = train_split.temporal_split(signal_data, 30)
+    stats = features.category_stats(train)
+    pipeline_model = train_pipeline.build_pipeline(LogisticRegression(maxIter=20), stats).fit(train_pipeline.add_class_weight(train))
+    unseen = features.model_input(prepared_rows(spark, [(35, "C999", "M999", "es_new", 50.0, 0)]))
+    scored = train_pipeline.predict(pipeline_model, test.unionByName(unseen)).cache()
 
     assert scored.columns == [*test.columns, "amount_zscore", "fraud_probability"]
     assert dict(scored.dtypes)["fraud_probability"] == "double"
     assert scored.count() == test.count() + 1
     assert scored.where(~F.col("fraud_probability").between(0.0, 1.0)).count() == 0
-    assert fmodel.average_precision(scored) > 0.9
+    assert train_metrics.average_precision(scored) > 0.9
 
 
 def test_threshold_table_and_choice_find_the_best_f1_cut(spark):
     scored = spark.createDataFrame(
         [(1, 0.95), (1, 0.9), (0, 0.85), (1, 0.6), (0, 0.55), (0, 0.2), (1, 0.1), (0, 0.05)],
         "fraud int, fraud_probability double")
-    table = fmodel.threshold_table(scored)
+    table = train_metrics.threshold_table(scored)
     assert [r["threshold"] for r in table] == [0.95, 0.9, 0.85, 0.6, 0.55, 0.2, 0.1, 0.05]
     assert table[-1]["recall"] == 1.0 and table[-1]["flagged"] == 8
-    best = fmodel.choose_threshold(table)
+    best = train_metrics.choose_threshold(table)
     # flag >= 0.6: tp 3, fp 1, fn 1 -> precision 0.75, recall 0.75 (F1 0.75), the best cut
     assert best["threshold"] == 0.6
     assert best["f1"] == pytest.approx(0.75)
-    at = fmodel.confusion_at(scored, best["threshold"])
+    at = train_metrics.confusion_at(scored, best["threshold"])
     assert (at["tp"], at["fp"], at["fn"], at["tn"]) == (3, 1, 1, 3)
 
 
 def test_select_model_ranks_candidates_and_picks_thresholds_on_validation_rows_only(spark, signal_data):
-    early, validation = fmodel.temporal_split(signal_data.where(F.col("step") < 30), 22)
-    results = fmodel.select_model(
+    early, validation = train_split.temporal_split(signal_data.where(F.col("step") < 30), 22)
+    results = train_search.select_model(
         early, validation,
-        [LogisticRegression(maxIter=10), fmodel.Candidate(GBTClassifier(maxDepth=2, maxIter=3, seed=1), 0.5)],
+        [LogisticRegression(maxIter=10), train_search.Candidate(GBTClassifier(maxDepth=2, maxIter=3, seed=1), 0.5)],
         parallelism=2)
     assert sorted((r.model_type, r.class_weight_strength) for r in results) == [
         ("GBTClassifier", 0.5), ("LogisticRegression", 1.0)]
@@ -194,4 +205,4 @@ def test_select_model_ranks_candidates_and_picks_thresholds_on_validation_rows_o
         # every validation row, and only those, went into the threshold table
         assert result.validation_pr_table[-1]["flagged"] == validation_rows
         assert result.validation_pr_table[-1]["true_positives"] == validation_frauds
-        assert result.validation_threshold == fmodel.choose_threshold(result.validation_pr_table)
+        assert result.validation_threshold == train_metrics.choose_threshold(result.validation_pr_table)
