@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services import runner
+from services import runner, supervisor
 
 log = logging.getLogger("services.docker_engine")
 
@@ -187,14 +187,14 @@ def up() -> Engine:
         # files' (127.0.0.1 by default).
         "--ip", "127.0.0.1",
     ]  # fmt: skip
-    pid = runner._spawn(NAME, cmd)
+    pid = supervisor.spawn(cmd, runner.pid_file(NAME), runner.log_file(NAME), cwd=folder, keep_previous_log=True)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         version = _server_version(host, timeout=5)
         if version:
             log.info("docker: started dockerd (pid %d, Docker %s) at %s", pid, version, host)
             return Engine(host, version, started_here=True)
-        if not runner._pid_alive(pid):
+        if not supervisor.alive(pid):
             raise EngineError(f"dockerd exited at start: {runner.tail(runner.log_file(NAME), 1)}")
         time.sleep(1)
     raise EngineError(f"dockerd did not answer within {START_TIMEOUT:.0f} s (log: {runner.log_file(NAME)})")
@@ -205,10 +205,7 @@ def down() -> bool:
     pid = runner.running_pid(NAME)
     if pid is None:
         return False
-    runner._signal_group(pid, 15)
-    if not runner._wait_exit(pid, STOP_TIMEOUT):
-        runner._signal_group(pid, 9)
-        runner._wait_exit(pid, 10)
+    supervisor.stop_groups({NAME: pid}, STOP_TIMEOUT)
     runner.pid_file(NAME).unlink(missing_ok=True)
     log.info("docker: stopped dockerd (pid %d)", pid)
     return True

@@ -66,7 +66,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -77,7 +76,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services import runner
+from services import runner, supervisor
 
 log = logging.getLogger("services.lab")
 
@@ -507,112 +506,23 @@ def lab_ports() -> dict[int, str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Pids: "pid starttime" files, so that a recycled pid is never taken for ours
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    if fields[0] in ("Z", "X"):
-        return None
-    return fields[19]  # field 22 of stat: start time in clock ticks after boot
+# Pids: "pid start-time" files (services.supervisor), so that a recycled pid is never taken for ours
 
 
 def running_pid(name: str) -> int | None:
     """The pid of the lab's process `name` if it is alive (a stale pid file is removed)."""
-    path = pids_dir() / f"{name}.pid"
-    try:
-        pid_text, started = path.read_text().split()[:2]
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return None
-    if _start_time(pid) == started:
-        return pid
-    path.unlink(missing_ok=True)
-    return None
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-                members.append(int(entry.name))
-    return members
-
-
-def _listening_ports() -> dict[tuple[str, int], int]:
-    """(address, port) -> socket inode of every listening TCP socket on the machine."""
-    return dict(runner.listening_table())
-
-
-def group_listeners(pgid: int) -> list[tuple[str, int]]:
-    """Every (address, port) that a process of the group listens on."""
-    inodes: set[int] = set()
-    for pid in _group_members(pgid):
-        inodes |= runner.socket_inodes(pid)
-    return sorted(addr for addr, inode in _listening_ports().items() if inode in inodes)
-
-
-def port_owner(port: int) -> str:
-    """'pid N: command' of the process listening on port, or '' when it cannot be seen."""
-    inodes = {inode for (_, p), inode in _listening_ports().items() if p == port}
-    if not inodes:
-        return ""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and runner.socket_inodes(int(entry.name)) & inodes:
-            try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            except OSError:
-                cmd = "?"
-            return f"pid {entry.name}: {cmd[:80]}"
-    return ""
+    return supervisor.running_pid(pids_dir() / f"{name}.pid")
 
 
 def _spawn(service: Service) -> int:
-    logs_dir().mkdir(parents=True, exist_ok=True)
-    pids_dir().mkdir(parents=True, exist_ok=True)
-    with open(log_path(service.name), "ab") as out:
-        out.write(f"\n===== services.lab: starting {service.name} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        out.flush()
-        proc = subprocess.Popen(
-            service.command(), env=service.env(), cwd=service.cwd(), stdin=subprocess.DEVNULL,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-        )
-    started = None
-    for _ in range(50):
-        started = _start_time(proc.pid)
-        if started:
-            break
-        time.sleep(0.02)
-    (pids_dir() / f"{service.name}.pid").write_text(f"{proc.pid} {started}\n")
-    return proc.pid
+    return supervisor.spawn(service.command(), pids_dir() / f"{service.name}.pid", log_path(service.name),
+                            cwd=service.cwd(), env=service.env(),
+                            header=f"services.lab: starting {service.name} at {time.strftime('%Y-%m-%d %H:%M:%S')}")
 
 
 def _stop_groups(pids: dict[str, int], timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM each process group, wait for the groups to empty, SIGKILL what is left."""
-    for name, pid in pids.items():
-        log.info("%s: stopping pid %d (SIGTERM)", name, pid)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    pending = dict(pids)
-    while pending and time.monotonic() < deadline:
-        pending = {n: p for n, p in pending.items() if _group_members(p)}
-        time.sleep(0.3)
-    for name, pid in pending.items():
-        log.warning("%s: still running after %.0f s, sending SIGKILL", name, timeout)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while any(_group_members(p) for p in pending.values()) and time.monotonic() < deadline:
-        time.sleep(0.3)
+    supervisor.stop_groups(pids, timeout)
     for name in pids:
         (pids_dir() / f"{name}.pid").unlink(missing_ok=True)
 
@@ -647,7 +557,7 @@ def _check_ports(to_start: list[Service], runner_to_start: list[str]) -> None:
         busy += [(p, name) for p in ports if runner._port_open(p)]
     if busy:
         port, name = busy[0]
-        owner = port_owner(port)
+        owner = supervisor.port_owner(port)
         raise LabError(
             f"cannot start {name}: {HOST}:{port} is already taken by another process"
             f"{' (' + owner + ')' if owner else ''}; stop it (or `make lab-down` if it is a lab "
@@ -796,7 +706,7 @@ def status() -> list[Row]:
             reason = probe()
         except (OSError, LabError) as exc:
             reason = str(exc) or type(exc).__name__
-        listening = ", ".join(f"{h}:{p}" for h, p in group_listeners(pid))
+        listening = ", ".join(f"{h}:{p}" for h, p in supervisor.group_listeners(pid))
         rows.append(Row(s.name, "running" if reason is None else "starting", pid, s.url,
                         reason or (f"listening {listening}" if listening else "")))
     for name, st in runner.status(list(RUNNER_SERVICES)).items():

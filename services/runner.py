@@ -44,9 +44,7 @@ import hashlib
 import logging
 import os
 import re
-import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fraudlab import config
+from services import supervisor
 
 log = logging.getLogger("services.runner")
 
@@ -267,146 +266,19 @@ def _render(template: Path, target: Path, values: dict[str, object]) -> None:
 # --------------------------------------------------------------------------------------------
 # Processes: pid files, liveness, listening sockets
 
-#: Popen objects of the JVMs this Python process started, polled so that they never linger
-#: as zombies (a zombie still answers kill(pid, 0)).
-_children: dict[int, subprocess.Popen] = {}
-
-
-def _pid_alive(pid: int) -> bool:
-    child = _children.get(pid)
-    if child is not None and child.poll() is not None:
-        return False  # reaped; kept in _children so that its exit code can be reported
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _is_ours(pid: int, name: str) -> bool:
-    """True if pid is a JVM this runner started for `name` (guards against pid reuse)."""
-    if pid in _children:
-        # Started by this process. Its /proc cmdline can read empty for a moment right after
-        # exec (Popen returns once close-on-exec fds are closed, before the kernel records the
-        # new argv), so do not look there.
-        return True
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return False
-    # Empty: a process caught mid-exec by another runner call; it cannot be told apart yet.
-    return not cmdline.strip() or str(run_dir(name)) in cmdline
-
-
 def running_pid(name: str) -> int | None:
-    """Pid of the service's JVM if it is alive, else None (a stale pid file is removed)."""
-    path = pid_file(name)
-    try:
-        pid = int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    if _pid_alive(pid) and _is_ours(pid, name):
-        return pid
-    path.unlink(missing_ok=True)
-    return None
-
-
-def _rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _decode_proc_address(hex_address: str) -> tuple[str, int]:
-    host_hex, port_hex = hex_address.split(":")
-    raw = bytes.fromhex(host_hex)
-    # /proc/net/tcp{,6} print the address as 32-bit words in host (little-endian) order.
-    raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
-    host = socket.inet_ntop(family, raw)
-    if host.startswith("::ffff:") and "." in host:
-        host = host[len("::ffff:") :]
-    return host, int(port_hex, 16)
-
-
-def socket_inodes(pid: int) -> set[int]:
-    """The inodes of the sockets process `pid` holds open, from /proc (empty when it cannot be seen)."""
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(int(target[len("socket:[") : -1]))
-    return inodes
-
-
-def listening_table(proc: str = "/proc") -> list[tuple[tuple[str, int], int]]:
-    """((address, port), socket inode) of every listening TCP socket in `proc`/net/tcp and tcp6."""
-    found = []
-    for table in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError):
-            for row in Path(f"{proc}/net/{table}").read_text().splitlines()[1:]:
-                cols = row.split()
-                if len(cols) > 9 and cols[3] == "0A":  # 0A = LISTEN
-                    found.append((_decode_proc_address(cols[1]), int(cols[9])))
-    return found
+    """Pid of the service's JVM if that very process is alive, else None (a stale pid file is removed)."""
+    return supervisor.running_pid(pid_file(name))
 
 
 def listening_sockets(pid: int) -> list[tuple[str, int]]:
-    """(address, port) of every TCP socket that process `pid` listens on, from /proc."""
-    inodes = socket_inodes(pid)
-    return sorted({address for address, inode in listening_table(f"/proc/{pid}") if inode in inodes})
+    """(address, port) of every TCP socket that process `pid` listens on (:mod:`services.supervisor`)."""
+    return supervisor.listening_sockets(pid)
 
 
 def _spawn(name: str, cmd: list[str]) -> int:
     """Start a JVM detached (own session and process group), logging to its run folder."""
-    folder = run_dir(name)
-    logfile = log_file(name)
-    if logfile.exists():
-        logfile.replace(logfile.with_name(logfile.name + ".1"))  # keep the previous run's log
-    (folder / f"{name}.cmd").write_text(shlex.join(cmd) + "\n")
-    with open(logfile, "wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            cmd,
-            cwd=folder,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    _children[proc.pid] = proc
-    pid_file(name).write_text(f"{proc.pid}\n")
-    return proc.pid
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    """Signal the JVM's own process group (the runner made pid its leader), else pid alone."""
-    with contextlib.suppress(ProcessLookupError):
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-
-
-def _wait_exit(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.2)
-    return not _pid_alive(pid)
+    return supervisor.spawn(cmd, pid_file(name), log_file(name), cwd=run_dir(name), keep_previous_log=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -795,10 +667,8 @@ def wait_ready(name: str, timeout: float | None = None) -> float:
         raise ServiceError(f"{name} is not running: start it with `python -m services.runner up {name}`")
     while True:
         if running_pid(name) is None:
-            child = _children.get(pid)
-            code = ""
-            if child is not None and child.returncode is not None:
-                code = f" with exit code {child.returncode}"
+            returned = supervisor.exit_code(pid)
+            code = "" if returned is None else f" with exit code {returned}"
             raise ServiceError(
                 f"{name} (pid {pid}) exited{code} before it became ready", tail(log_file(name))
             )
@@ -862,24 +732,20 @@ def up(
 
 
 def _down(names: list[str], quiet: bool = False) -> None:
-    stopping = []
+    pids = {}
     for name in names:
         pid = running_pid(name)
         if pid is None:
             if not quiet:
                 log.info("%s: not running", name)
             continue
-        log.info("%s: stopping pid %d (SIGTERM)", name, pid)
-        _signal_group(pid, signal.SIGTERM)
-        stopping.append((name, pid, time.monotonic()))
-    for name, pid, since in stopping:
-        if not _wait_exit(pid, STOP_TIMEOUT[name]):
-            log.warning("%s: still running after %.0f s, sending SIGKILL", name, STOP_TIMEOUT[name])
-            _signal_group(pid, signal.SIGKILL)
-            if not _wait_exit(pid, 15):
-                raise ServiceError(f"{name} (pid {pid}) survived SIGKILL")
-        pid_file(name).unlink(missing_ok=True)
-        log.info("%s: stopped after %.1f s", name, time.monotonic() - since)
+        pids[name] = pid
+    survivors = supervisor.stop_groups(pids, STOP_TIMEOUT)
+    for name in pids:
+        if name not in survivors:
+            pid_file(name).unlink(missing_ok=True)
+    if survivors:
+        raise ServiceError(f"{', '.join(f'{n} (pid {pids[n]})' for n in survivors)} survived SIGKILL")
 
 
 def down(names: Iterable[str] | None = None) -> None:
@@ -902,7 +768,7 @@ def status(names: Iterable[str] | None = None) -> dict[str, ServiceStatus]:
             name,
             "running" if reason is None else "unhealthy",
             pid=pid,
-            rss_mib=_rss_mib(pid),
+            rss_mib=supervisor.rss_mib(pid),
             listening=listening_sockets(pid),
             detail=reason or "",
         )

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from services import lab, runner
+from services import lab, runner, supervisor
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -154,7 +154,7 @@ def test_every_service_is_ready_and_on_loopback_only(twin):
     for service in lab.SERVICES:
         pid = lab.running_pid(service.name)
         assert pid, f"{service.name} has no live pid file"
-        listening = lab.group_listeners(pid)
+        listening = supervisor.group_listeners(pid)
         assert all(host == lab.HOST for host, _ in listening), f"{service.name} listens on {listening}"
         assert {p for _, p in listening} >= set(service.ports), f"{service.name}: {listening}"
         # No Airflow log server (8793/8794 would bind every interface) and no Spark REST server.
