@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudlab.scoring import RULES, SCORED_COLUMNS, SCORED_SCHEMA
+from fraudlab.schemas import SCORED_COLUMNS, SCORED_SCHEMA
+from fraudlab.scoring import RULES
 from tests.conftest import run_python_app
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 
 from fraudlab import reports
-from fraudlab.scoring import RULES, SCORED_COLUMNS, SCORED_SCHEMA
+from fraudlab.schemas import SCORED_COLUMNS, SCORED_SCHEMA
+from fraudlab.scoring import RULES
 
 pytestmark = pytest.mark.spark
 

@@ -19,8 +19,7 @@ import pytest
 from fraudlab import drift as fdrift
 from fraudlab import features
 from fraudlab.train import pipeline as train_pipeline
-from fraudlab.schemas import PREPARED_SCHEMA
-from fraudlab.scoring import SCORED_COLUMNS
+from fraudlab.schemas import PREPARED_SCHEMA, SCORED_COLUMNS
 from tests.conftest import run_python_app
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

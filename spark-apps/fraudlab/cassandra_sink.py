@@ -38,7 +38,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from fraudlab import config, streaming
+from fraudlab import config, schemas
 from fraudlab.io import cassandra
 
 log = logging.getLogger(__name__)
@@ -97,13 +97,13 @@ def insert_cql(settings: CassandraSettings, table: str, columns: Sequence[str]) 
 
 def history_sum_cql(settings: CassandraSettings) -> str:
     """Per customer of a list: count and sum of the stored amounts before a step (server-side aggregates)."""
-    return (f"SELECT customer, count(amount), sum(amount) FROM {settings.table(streaming.HISTORY_TABLE)} "
+    return (f"SELECT customer, count(amount), sum(amount) FROM {settings.table(schemas.HISTORY_TABLE)} "
             "WHERE customer IN ? AND step < ? GROUP BY customer")
 
 
 def history_rows_cql(settings: CassandraSettings) -> str:
     """The stored rows of a list of customers from one step to another, both included."""
-    return (f"SELECT customer, step, transaction_id, merchant, amount FROM {settings.table(streaming.HISTORY_TABLE)} "
+    return (f"SELECT customer, step, transaction_id, merchant, amount FROM {settings.table(schemas.HISTORY_TABLE)} "
             "WHERE customer IN ? AND step >= ? AND step <= ?")
 
 
@@ -236,9 +236,9 @@ def write_partition(batches: Iterable[Any], settings: CassandraSettings) -> Iter
     import pyarrow as pa
 
     statements = [
-        (streaming.HISTORY_TABLE, streaming.HISTORY_TABLE_COLUMNS, None),
-        (streaming.SCORED_TABLE, streaming.SCORED_TABLE_COLUMNS, None),
-        (streaming.ALERTS_TABLE, streaming.ALERT_TABLE_COLUMNS, "is_alert"),
+        (schemas.HISTORY_TABLE, schemas.HISTORY_TABLE_COLUMNS, None),
+        (schemas.SCORED_TABLE, schemas.SCORED_TABLE_COLUMNS, None),
+        (schemas.ALERTS_TABLE, schemas.ALERT_TABLE_COLUMNS, "is_alert"),
     ]
     summary = {"rows": 0, "alerts": 0, "retries": 0, "latencies_ms": []}
     for batch in batches:
@@ -261,7 +261,7 @@ def write_partition(batches: Iterable[Any], settings: CassandraSettings) -> Iter
 
 
 def fetch_history(requests: Sequence[Any], settings: CassandraSettings) -> list[tuple]:
-    """Rows of :data:`fraudlab.streaming.STORED_HISTORY_SCHEMA` for :func:`fraudlab.streaming.history_requests` rows.
+    """Rows of :data:`fraudlab.schemas.STORED_HISTORY_SCHEMA` for :func:`fraudlab.streaming.history_requests` rows.
 
     Customers sharing the same step bounds are asked together, up to
     :data:`CUSTOMERS_PER_QUERY` per query: one aggregate for the count and sum
@@ -301,15 +301,15 @@ def fetch_history(requests: Sequence[Any], settings: CassandraSettings) -> list[
 def read_history(requests: DataFrame, settings: CassandraSettings) -> DataFrame:
     """The stored history for :func:`fraudlab.streaming.history_requests` (an action: collects the requests).
 
-    Returns a small local DataFrame of :data:`fraudlab.streaming.STORED_HISTORY_SCHEMA`.
+    Returns a small local DataFrame of :data:`fraudlab.schemas.STORED_HISTORY_SCHEMA`.
     """
     import pyarrow as pa
 
     rows = fetch_history(requests.collect(), settings)
-    names = streaming.STORED_HISTORY_SCHEMA.fieldNames()
+    names = schemas.STORED_HISTORY_SCHEMA.fieldNames()
     types = [pa.string(), pa.int32(), pa.string(), pa.string(), pa.float64(), pa.int64(), pa.float64()]
     table = pa.table({name: pa.array([row[i] for row in rows], type=types[i]) for i, name in enumerate(names)})
-    return requests.sparkSession.createDataFrame(table, schema=streaming.STORED_HISTORY_SCHEMA)
+    return requests.sparkSession.createDataFrame(table, schema=schemas.STORED_HISTORY_SCHEMA)
 
 
 def write_rows(rows: DataFrame, settings: CassandraSettings) -> WriteSummary:

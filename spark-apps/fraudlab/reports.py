@@ -1,6 +1,6 @@
 """Aggregations of scored claims for the monthly report (and the scoring summary).
 
-Pure DataFrame functions over rows shaped like :data:`fraudlab.scoring.SCORED_SCHEMA`,
+Pure DataFrame functions over rows shaped like :data:`fraudlab.schemas.SCORED_SCHEMA`,
 plus :func:`chart_png`, which draws already collected tables. Labels (``fraud``)
 may be missing: figures that need them count only labelled rows and are null
 when there are none. *Alert precision* is ``flagged and fraud / flagged`` over

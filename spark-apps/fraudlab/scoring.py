@@ -52,6 +52,7 @@ from fraudlab.train import pipeline as train_pipeline
 from fraudlab.data import banksim
 from fraudlab.config import DetectionConfig, parse_rule_values
 from fraudlab.data.parsing import LINEAGE_COLUMNS
+from fraudlab.schemas import SCORED_SCHEMA
 
 #: The rule signals, in the order their names appear in ``reasons``.
 RULES: tuple[str, ...] = ("amount_outlier", "duplicate_claim", "customer_amount_spike")
@@ -61,40 +62,6 @@ MODEL_SIGNAL = "model_score"
 SIGNALS: tuple[str, ...] = (MODEL_SIGNAL, *RULES)
 RISK_TIERS: tuple[str, ...] = ("high", "medium", "low")
 
-#: The output of :func:`score_claims`: the schema contract of scored claims.
-SCORED_SCHEMA = T.StructType(
-    [
-        T.StructField("transaction_id", T.StringType()),
-        T.StructField("step", T.IntegerType()),
-        T.StructField("customer", T.StringType()),
-        T.StructField("age", T.StringType()),
-        T.StructField("gender", T.StringType()),
-        T.StructField("merchant", T.StringType()),
-        T.StructField("category", T.StringType()),
-        T.StructField("amount", T.DoubleType()),
-        T.StructField("fraud", T.IntegerType()),
-        T.StructField("event_time", T.TimestampType()),
-        T.StructField("event_month", T.StringType()),
-        T.StructField("fraud_probability", T.DoubleType()),
-        T.StructField("amount_zscore", T.DoubleType()),
-        T.StructField("amount_over_customer_mean", T.DoubleType()),
-        T.StructField("amount_outlier", T.BooleanType()),
-        T.StructField("duplicate_claim", T.BooleanType()),
-        T.StructField("duplicate_of", T.StringType()),
-        T.StructField("customer_amount_spike", T.BooleanType()),
-        T.StructField("fraud_score", T.DoubleType()),
-        T.StructField("risk_tier", T.StringType()),
-        T.StructField("flagged", T.BooleanType()),
-        T.StructField("reasons", T.ArrayType(T.StringType())),
-        T.StructField("model_version", T.StringType()),
-    ]
-)
-SCORED_COLUMNS: list[str] = SCORED_SCHEMA.fieldNames()
-
-#: Scored claims as CSV holds them: ``reasons`` joined by :data:`REASON_SEPARATOR`.
-FLAT_SCORED_SCHEMA = T.StructType(
-    [T.StructField(f.name, T.StringType()) if f.name == "reasons" else f for f in SCORED_SCHEMA.fields]
-)
 REASON_SEPARATOR = "|"
 
 # --------------------------------------------------------------------------- rule signals

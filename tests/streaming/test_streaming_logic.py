@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
-from fraudlab import cassandra_sink, features, scoring, streaming
+from fraudlab import cassandra_sink, features, schemas, scoring, streaming
 from fraudlab.train import pipeline as train_pipeline
 from fraudlab.config import DetectionConfig
 from fraudlab.schemas import PREPARED_COLUMNS, PREPARED_SCHEMA
@@ -170,7 +170,7 @@ def test_dead_letter_message_holds_reason_coordinates_and_exact_bytes(spark):
 
 def scored_rows(spark, scores):
     """Scored rows (the stream's columns) with the given fraud scores, ids s0, s1, ..."""
-    base = {name: None for name in streaming.STREAM_SCORED_COLUMNS}
+    base = {name: None for name in schemas.STREAM_SCORED_COLUMNS}
     rows = []
     for i, score in enumerate(scores):
         when = START + dt.timedelta(days=i)
@@ -179,7 +179,7 @@ def scored_rows(spark, scores):
                      "event_month": when.strftime("%Y-%m"), "fraud_probability": score, "fraud_score": score,
                      "risk_tier": "low", "reasons": ["model_score"] if (score or 0) >= 0.5 else [],
                      "model_version": "3", "kafka_timestamp": when + dt.timedelta(hours=1)})
-    schema = T.StructType([*scoring.SCORED_SCHEMA.fields, T.StructField("kafka_timestamp", T.TimestampType())])
+    schema = T.StructType([*schemas.SCORED_SCHEMA.fields, T.StructField("kafka_timestamp", T.TimestampType())])
     return spark.createDataFrame([tuple(r[c] for c in schema.fieldNames()) for r in rows], schema)
 
 
@@ -193,12 +193,12 @@ def test_alert_value_carries_score_and_reasons(spark):
     body = json.loads(alert["value"])
     assert (body["transaction_id"], body["fraud_score"], body["reasons"]) == ("s0", 0.9, ["model_score"])
     assert body["event_time"] == "2024-01-01T00:00:00.000Z"
-    assert set(body) == set(streaming.ALERT_FIELDS) - {"duplicate_of"}  # null fields are left out
+    assert set(body) == set(schemas.ALERT_FIELDS) - {"duplicate_of"}  # null fields are left out
 
 
 def test_cassandra_rows_map_every_table_column(spark):
     rows = streaming.cassandra_rows(scored_rows(spark, [0.2, 0.85]), 0.8, scored_at_ms=1_700_000_000_000)
-    assert rows.columns == streaming.CASSANDRA_ROW_COLUMNS
+    assert rows.columns == schemas.CASSANDRA_ROW_COLUMNS
     low, high = sorted(rows.collect(), key=lambda r: r["transaction_id"])
     epoch_2024 = int(dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
     assert (high["event_time"], high["alert_date"], high["is_alert"]) == (
@@ -207,12 +207,12 @@ def test_cassandra_rows_map_every_table_column(spark):
         False, 1_700_000_000_000, epoch_2024 + 3_600_000)
     assert (high["customer"], high["step"], high["amount"], high["fraud_score"], high["reasons"]) == (
         "C1", 1, 11.0, 0.85, ["model_score"])
-    assert set(streaming.SCORED_TABLE_COLUMNS) | set(streaming.HISTORY_TABLE_COLUMNS) <= set(rows.columns)
+    assert set(schemas.SCORED_TABLE_COLUMNS) | set(schemas.HISTORY_TABLE_COLUMNS) <= set(rows.columns)
 
 
 def test_insert_statements_name_the_table_columns_in_order():
     settings = cassandra_sink.CassandraSettings(keyspace="ks")
-    cql = cassandra_sink.insert_cql(settings, streaming.HISTORY_TABLE, streaming.HISTORY_TABLE_COLUMNS)
+    cql = cassandra_sink.insert_cql(settings, schemas.HISTORY_TABLE, schemas.HISTORY_TABLE_COLUMNS)
     assert cql == ("INSERT INTO ks.customer_history (customer, step, transaction_id, merchant, amount) "
                    "VALUES (?, ?, ?, ?, ?)")
 
@@ -262,7 +262,7 @@ def what_cassandra_returns(spark, stored_data, requests):
                         float(sum(r[5] for r in older))))
         out += [(req["customer"], r[1], r[0], r[3], float(r[5]), 1, float(r[5])) for r in mine
                 if req["context_from_step"] <= r[1] <= req["context_to_step"]]
-    return spark.createDataFrame(out, streaming.STORED_HISTORY_SCHEMA)
+    return spark.createDataFrame(out, schemas.STORED_HISTORY_SCHEMA)
 
 
 def stream_history(spark, stored_data, batch_data):
@@ -308,7 +308,7 @@ def test_replayed_batch_already_in_the_history_counts_nothing_twice(spark):
 
 def test_a_transaction_sent_twice_in_a_batch_is_scored_once(spark):
     parsed, _ = streaming.parse_messages(kafka_rows(spark, [GOOD_MESSAGE, b"x", GOOD_MESSAGE]))
-    stored = spark.createDataFrame([], streaming.STORED_HISTORY_SCHEMA)
+    stored = spark.createDataFrame([], schemas.STORED_HISTORY_SCHEMA)
     rows = streaming.add_stream_history(parsed, stored, WINDOW).collect()
     assert [(r["transaction_id"], r["kafka_offset"], r["customer_prior_count"]) for r in rows] == [("t1", 0, 0.0)]
 
@@ -365,7 +365,7 @@ def test_stream_scores_equal_batch_scores(spark, fitted, split_step):
     later = [r for r in SCORE_DATA if r[1] >= split_step]
     stream = streaming.score_messages(stream_history(spark, earlier, later), fitted, CONFIG, 0.5, "v1")
     batch = scoring.score_claims(fitted, prepared(spark, SCORE_DATA), CONFIG, 0.5, "v1")
-    assertDataFrameEqual(stream.select(*scoring.SCORED_COLUMNS),
+    assertDataFrameEqual(stream.select(*schemas.SCORED_COLUMNS),
                          batch.where(F.col("step") >= split_step), rtol=1e-9)
     # x2 is a spike only against C1's earlier rows, most of which came from the stored history.
     assert "customer_amount_spike" in {r["transaction_id"]: r["reasons"] for r in stream.collect()}["x2"]
@@ -373,7 +373,7 @@ def test_stream_scores_equal_batch_scores(spark, fitted, split_step):
 
 def test_stream_scored_rows_keep_the_kafka_timestamp(spark, fitted):
     stream = streaming.score_messages(stream_history(spark, [], SCORE_DATA[:3]), fitted, CONFIG, 0.5, "v1")
-    assert stream.columns == streaming.STREAM_SCORED_COLUMNS
+    assert stream.columns == schemas.STREAM_SCORED_COLUMNS
     assert all(r["kafka_timestamp"] == START for r in stream.collect())
 
 

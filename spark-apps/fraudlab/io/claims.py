@@ -4,7 +4,7 @@
 claim per line with BankSim's field names, both parsed and validated as preparation does, their
 rejected rows returned for quarantine. Scored claims go out as Parquet partitioned by
 ``event_month``, CSV (with a header, ``reasons`` joined by ``|``) or JSON lines, and
-:func:`read_scored` reads any of them back in :data:`fraudlab.scoring.SCORED_SCHEMA`.
+:func:`read_scored` reads any of them back in :data:`fraudlab.schemas.SCORED_SCHEMA`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 
 from pyspark.sql import DataFrame, SparkSession
 
-from fraudlab import scoring
+from fraudlab import schemas, scoring
 from fraudlab.io.files import read_header, read_lines
 from fraudlab.data.parsing import parse_header, parse_lines, split_valid, validate
 from fraudlab.schemas import PARTITION_COLUMN, PREPARED_COLUMNS, PREPARED_SCHEMA
@@ -53,10 +53,10 @@ def write_scored(scored: DataFrame, path: str, fmt: str) -> None:
 
 
 def read_scored(spark: SparkSession, path: str, fmt: str) -> DataFrame:
-    """Scored claims in :data:`fraudlab.scoring.SCORED_SCHEMA`, whatever format they were written in."""
+    """Scored claims in :data:`fraudlab.schemas.SCORED_SCHEMA`, whatever format they were written in."""
     if fmt == "parquet":
-        return scoring.select_scored(spark.read.schema(scoring.SCORED_SCHEMA).parquet(path))
+        return scoring.select_scored(spark.read.schema(schemas.SCORED_SCHEMA).parquet(path))
     if fmt == "json":
-        return scoring.select_scored(spark.read.schema(scoring.SCORED_SCHEMA).json(path))
-    flat = spark.read.schema(scoring.FLAT_SCORED_SCHEMA).option("header", True).csv(path)
+        return scoring.select_scored(spark.read.schema(schemas.SCORED_SCHEMA).json(path))
+    flat = spark.read.schema(schemas.FLAT_SCORED_SCHEMA).option("header", True).csv(path)
     return scoring.unflatten_scored(flat)

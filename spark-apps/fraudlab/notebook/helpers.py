@@ -44,7 +44,7 @@ from pyspark.sql import functions as F
 from fraudlab import drift as fdrift
 from fraudlab.io import cassandra, kafka
 from fraudlab.train import pipeline as train_pipeline
-from fraudlab.streaming import ALERT_TABLE_COLUMNS, ALERTS_TABLE
+from fraudlab.schemas import ALERT_TABLE_COLUMNS, ALERTS_TABLE
 
 LABEL_COL = train_pipeline.LABEL_COL
 PROBABILITY_COL = train_pipeline.PROBABILITY_COL
@@ -626,7 +626,7 @@ def latest_alerts(session, n: int = 20, table: str = ALERTS_TABLE) -> pd.DataFra
     Follows the table's design (one partition per ``alert_date``, clustered by
     ``event_time`` descending): finds the days, then reads the newest ones until
     ``n`` rows are in. Columns come in the stream's order
-    (:data:`fraudlab.streaming.ALERT_TABLE_COLUMNS`), not Cassandra's.
+    (:data:`fraudlab.schemas.ALERT_TABLE_COLUMNS`), not Cassandra's.
     """
     days = sorted((_plain(row[0]) for row in session.execute(f"SELECT DISTINCT alert_date FROM {_check_identifier(table)}")),
                   reverse=True)

@@ -49,17 +49,16 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from fraudlab import features, scoring
+from fraudlab import features, schemas, scoring
 from fraudlab.train import pipeline as train_pipeline
 from fraudlab.data import parsing
 from fraudlab.config import DEFAULT_START_DATE, DetectionConfig
-from fraudlab.schemas import PREPARED_COLUMNS, TRANSACTION_MESSAGE_SCHEMA
 
 #: Columns of a Kafka source row (Spark's Kafka source has these and more).
 KAFKA_COLUMNS: list[str] = ["key", "value", "topic", "partition", "offset", "timestamp"]
 
 #: Fields of a transactions message, in schema order.
-MESSAGE_FIELDS: list[str] = TRANSACTION_MESSAGE_SCHEMA.fieldNames()
+MESSAGE_FIELDS: list[str] = schemas.TRANSACTION_MESSAGE_SCHEMA.fieldNames()
 
 #: Timestamps in messages: ISO 8601 with milliseconds and an explicit offset (``Z`` in UTC).
 MESSAGE_TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
@@ -87,62 +86,6 @@ _REASON_WORDING: list[tuple[str, str]] = [
     (r"\bdate is not a timestamp\b", "event_time is not a timestamp"),
 ]
 
-#: Kafka coordinates every parsed row keeps (``kafka_timestamp`` measures end-to-end latency).
-KAFKA_LINEAGE: list[str] = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
-#: What :func:`split_messages` returns as parsed rows.
-PARSED_COLUMNS: list[str] = [*PREPARED_COLUMNS, *KAFKA_LINEAGE]
-
-#: A rejected message: where it was, its original bytes and why it was rejected.
-DEAD_LETTER_SCHEMA = T.StructType(
-    [
-        T.StructField("source_topic", T.StringType()),
-        T.StructField("source_partition", T.IntegerType()),
-        T.StructField("source_offset", T.LongType()),
-        T.StructField("source_timestamp", T.TimestampType()),
-        T.StructField("key", T.BinaryType()),
-        T.StructField("value", T.BinaryType()),
-        T.StructField("reason", T.StringType()),
-    ]
-)
-DEAD_LETTER_COLUMNS: list[str] = DEAD_LETTER_SCHEMA.fieldNames()
-
-#: Scored rows of the stream: the batch scorer's contract plus the Kafka timestamp.
-STREAM_SCORED_COLUMNS: list[str] = [*scoring.SCORED_COLUMNS, "kafka_timestamp"]
-
-#: Fields of an alert message (value of the alerts topic, keyed by transaction_id).
-ALERT_FIELDS: list[str] = [
-    "transaction_id", "event_time", "step", "customer", "age", "gender", "merchant", "category", "amount",
-    "fraud_probability", "fraud_score", "risk_tier", "reasons", "duplicate_of", "model_version",
-]  # fmt: skip
-
-# Cassandra tables (compose/cassandra/schema.cql), column order of the prepared INSERTs.
-SCORED_TABLE = "scored_transactions"
-ALERTS_TABLE = "alerts_by_day"
-HISTORY_TABLE = "customer_history"
-SCORED_TABLE_COLUMNS: list[str] = [
-    "customer", "event_time", "transaction_id", "step", "age", "gender", "merchant", "category", "amount",
-    "fraud", "fraud_probability", "fraud_score", "risk_tier", "reasons", "model_version", "scored_at",
-]  # fmt: skip
-ALERT_TABLE_COLUMNS: list[str] = ["alert_date", *SCORED_TABLE_COLUMNS]
-HISTORY_TABLE_COLUMNS: list[str] = ["customer", "step", "transaction_id", "merchant", "amount"]
-#: :func:`cassandra_rows` columns: every table's columns once, the alert flag, the Kafka time.
-CASSANDRA_ROW_COLUMNS: list[str] = [*ALERT_TABLE_COLUMNS, "is_alert", "kafka_timestamp_ms"]
-
-#: What the Cassandra history lookup returns for :func:`add_stream_history`: stored rows of
-#: the batch's customers (``row_count`` 1) and one summary row per customer (null id,
-#: ``row_count``/``amount_total`` = count/sum of the older rows, on the step before the others).
-STORED_HISTORY_SCHEMA = T.StructType(
-    [
-        T.StructField("customer", T.StringType(), False),
-        T.StructField("step", T.IntegerType(), False),
-        T.StructField("transaction_id", T.StringType(), True),
-        T.StructField("merchant", T.StringType(), True),
-        T.StructField("amount", T.DoubleType(), True),
-        T.StructField("row_count", T.LongType(), False),
-        T.StructField("amount_total", T.DoubleType(), True),
-    ]
-)
-
 #: One step of BankSim is one day of event time.
 SECONDS_PER_STEP = 86_400.0
 
@@ -156,7 +99,7 @@ def to_kafka_messages(prepared: DataFrame) -> DataFrame:
     Other columns of ``prepared`` (e.g. a pacing chunk) are kept after the two.
     """
     value = F.to_json(F.struct(*[F.col(name) for name in MESSAGE_FIELDS]), _JSON_OPTIONS)
-    extra = [c for c in prepared.columns if c not in PREPARED_COLUMNS]
+    extra = [c for c in prepared.columns if c not in schemas.PREPARED_COLUMNS]
     return prepared.select(F.col("transaction_id").alias("key"), value.alias("value"), *extra)
 
 
@@ -192,7 +135,7 @@ def validate_messages(kafka_df: DataFrame, start_date: str = DEFAULT_START_DATE)
         .when(~is_json_object, F.lit("not a JSON object"))
         .when(F.size(missing) > 0, F.concat(F.lit("missing field(s): "), F.array_join(missing, ", ")))
     )
-    keep = ["_message_id", "_key", "_value", *KAFKA_LINEAGE]
+    keep = ["_message_id", "_key", "_value", *schemas.KAFKA_LINEAGE]
     fields = kafka_df.select(
         F.col("topic").alias("source_file"),
         F.col("offset").cast("long").alias("line_number"),
@@ -210,8 +153,8 @@ def validate_messages(kafka_df: DataFrame, start_date: str = DEFAULT_START_DATE)
     validated = parsing.validate(fields, start_date, keep=keep)
     return validated.select(
         F.col("_message_id").alias("transaction_id"),
-        *[c for c in PREPARED_COLUMNS if c != "transaction_id"],
-        *KAFKA_LINEAGE,
+        *[c for c in schemas.PREPARED_COLUMNS if c != "transaction_id"],
+        *schemas.KAFKA_LINEAGE,
         F.col("_key").alias("key"),
         F.col("_value").alias("value"),
         _translate_reason(F.col("reason")).alias("reason"),
@@ -223,7 +166,7 @@ def split_messages(validated: DataFrame) -> tuple[DataFrame, DataFrame]:
 
     ``parsed`` has :data:`PARSED_COLUMNS`, ``dead_letters`` :data:`DEAD_LETTER_COLUMNS`.
     """
-    parsed = validated.where(F.col("reason").isNull()).select(*PARSED_COLUMNS)
+    parsed = validated.where(F.col("reason").isNull()).select(*schemas.PARSED_COLUMNS)
     dead = validated.where(F.col("reason").isNotNull()).select(
         F.col("kafka_topic").alias("source_topic"),
         F.col("kafka_partition").alias("source_partition"),
@@ -353,7 +296,7 @@ def score_messages(
         threshold,
     ).withColumn("model_version", F.lit(model_version).cast("string"))
     return decided.select(
-        *[F.col(f.name).cast(f.dataType).alias(f.name) for f in scoring.SCORED_SCHEMA.fields],
+        *[F.col(f.name).cast(f.dataType).alias(f.name) for f in schemas.SCORED_SCHEMA.fields],
         F.col("kafka_timestamp"),
     )
 
@@ -372,7 +315,7 @@ def select_alerts(scored: DataFrame, threshold: float) -> DataFrame:
     The value holds :data:`ALERT_FIELDS` (score and reasons included) and nothing
     that changes between runs, so a re-sent alert is byte-identical to the first.
     """
-    value = F.to_json(F.struct(*[F.col(name) for name in ALERT_FIELDS]), _JSON_OPTIONS)
+    value = F.to_json(F.struct(*[F.col(name) for name in schemas.ALERT_FIELDS]), _JSON_OPTIONS)
     return scored.where(is_alert(threshold)).select(F.col("transaction_id").alias("key"), value.alias("value"))
 
 
@@ -385,7 +328,7 @@ def cassandra_rows(scored: DataFrame, alert_threshold: float, scored_at_ms: int)
     replay writes the same alert row again; ``is_alert`` says whether the row
     goes to ``alerts_by_day``.
     """
-    values = {name: F.col(name) for name in SCORED_TABLE_COLUMNS if name != "scored_at"}
+    values = {name: F.col(name) for name in schemas.SCORED_TABLE_COLUMNS if name != "scored_at"}
     values.update(
         alert_date=F.to_date(F.col("event_time")),
         event_time=F.unix_millis(F.col("event_time")),
@@ -393,7 +336,7 @@ def cassandra_rows(scored: DataFrame, alert_threshold: float, scored_at_ms: int)
         is_alert=is_alert(alert_threshold),
         kafka_timestamp_ms=F.unix_millis(F.col("kafka_timestamp")),
     )
-    return scored.select(*[values[name].alias(name) for name in CASSANDRA_ROW_COLUMNS])
+    return scored.select(*[values[name].alias(name) for name in schemas.CASSANDRA_ROW_COLUMNS])
 
 
 # --------------------------------------------------------------------------- replay pacing
