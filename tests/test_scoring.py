@@ -12,10 +12,8 @@ from fraudlab import features
 from fraudlab.train import pipeline as train_pipeline
 from fraudlab.config import DetectionConfig
 from fraudlab.data.parsing import split_valid, validate
-from fraudlab.schemas import PREPARED_SCHEMA
+from fraudlab.schemas import PREPARED_SCHEMA, SCORED_COLUMNS, SCORED_SCHEMA
 from fraudlab.scoring import (
-    SCORED_COLUMNS,
-    SCORED_SCHEMA,
     add_decision,
     add_rule_signals,
     flatten_scored,
