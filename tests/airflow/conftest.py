@@ -181,7 +181,7 @@ def batch_local_run(airflow_db, dagbag, banksim_csv, tmp_path_factory) -> DagTes
     data_root = tmp_path_factory.mktemp("batch-data")
     tracking_uri = f"sqlite:///{data_root / 'mlflow' / 'mlflow.db'}"
     conf = {"data_root": str(data_root), "input_path": str(banksim_csv), "mlflow_tracking_uri": tracking_uri,
-            **LENIENT_GATE}
+            "search": "smoke", **LENIENT_GATE}
     run = run_dag_test(dagbag.dags["fraud_batch_local"], conf, "fraud_batch_local (dag.test, gate passes)")
     run.data_root = data_root
     run.tracking_uri = tracking_uri

@@ -39,7 +39,7 @@ def triggered_run(services, token, api, banksim_csv, lenient_gate, timings, tmp_
     base = f"{services.base_url}/api/v2/dags/fraud_batch_local"
     data_root = tmp_path_factory.mktemp("api-data")
     conf = {"data_root": str(data_root), "input_path": str(banksim_csv),
-            "mlflow_tracking_uri": f"sqlite:///{data_root / 'mlflow' / 'mlflow.db'}", **lenient_gate}
+            "mlflow_tracking_uri": f"sqlite:///{data_root / 'mlflow' / 'mlflow.db'}", "search": "smoke", **lenient_gate}
     status, body = api("PATCH", base, token, {"is_paused": False})
     assert status == 200 and body["is_paused"] is False, body
     started = time.perf_counter()
