@@ -82,7 +82,6 @@ import pendulum
 from airflow.sdk import DAG, Param, task
 
 from fraudlab import config
-from fraudlab.io import kafka
 from fraudlab.orchestration import (
     DEFAULT_ARGS,
     INPUT,
@@ -95,7 +94,6 @@ from fraudlab.orchestration import (
     spark_kafka_jars,
     spark_submit,
 )
-from fraudlab.streaming.check import check_run
 
 DAG_ID = "fraud_streaming"
 log = logging.getLogger(DAG_ID)
@@ -165,6 +163,8 @@ with DAG(
     @task
     def topic_offsets(topic: str) -> dict:
         """The end offset of each partition of the topic, now (``{}`` before the topic exists)."""
+        from fraudlab.io import kafka  # here, not at the top: parsing the DAG file needs no Kafka client or Spark
+
         bootstrap = kafka_bootstrap()
         offsets = kafka.end_offsets(bootstrap, topic, CLIENT_ID)
         log.info("%s at %s: end offsets %s", topic, bootstrap, offsets)
@@ -175,6 +175,8 @@ with DAG(
                         replay_metrics: str, report: str) -> dict:
         """Every transaction of this run's offset range is in scored_transactions, every alert in alerts_by_day."""
         from airflow.sdk.exceptions import AirflowFailException
+
+        from fraudlab.streaming.check import check_run  # here, not at the top: it imports Spark
 
         if before["topic"] != topic or after["topic"] != topic:
             raise AirflowFailException(f"offsets were taken on {before['topic']}/{after['topic']}, not {topic}")

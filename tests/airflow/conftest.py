@@ -61,6 +61,8 @@ API_PASSWORD = "fraudlab-test-password"
 #: the gate itself is tested with an impossible threshold.
 LENIENT_GATE = {"min_average_precision": 0.05, "min_roc_auc": 0.5, "min_recall": 0.05}
 ROWS = 3_000
+#: Every DAG of dags/ (one per file, dag_id = file name): the API server is ready when it lists them all.
+DAG_IDS = {path.stem for path in DAGS_DIR.glob("*.py")}
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -283,8 +285,7 @@ def start_airflow(logs: Path, extra_env: dict[str, str] | None = None, timeout: 
                 if status == 200 and all(health.get(part, {}).get("status") == "healthy"
                                          for part in ("metadatabase", "scheduler", "dag_processor")):
                     status, dags = http_json("GET", f"{base_url}/api/v2/dags?limit=100", token=services.token())
-                    if status == 200 and {"fraud_batch_local", "fraud_monthly_report"} <= {
-                            d["dag_id"] for d in dags["dags"]}:
+                    if status == 200 and DAG_IDS <= {d["dag_id"] for d in dags["dags"]}:
                         break
             assert time.monotonic() < deadline, f"Airflow not ready after {timeout} s\n{services.log_tail()}"
             time.sleep(2)
