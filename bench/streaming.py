@@ -72,9 +72,10 @@ import pyspark  # noqa: E402
 
 os.environ.setdefault("SPARK_HOME", str(Path(pyspark.__file__).parent))
 
-from fraudlab import config, streaming  # noqa: E402
+from fraudlab import config  # noqa: E402
 from fraudlab.data import generator  # noqa: E402
 from fraudlab.io import kafka  # noqa: E402
+from fraudlab.streaming import progress  # noqa: E402
 from services import runner  # noqa: E402
 
 log = logging.getLogger("bench_streaming")
@@ -346,9 +347,9 @@ def run(args: argparse.Namespace) -> dict:
             "offered_max_lag_s": paced.get("max_lag_seconds"),
             "latency_events": len(latencies),
             "trigger_interval_ms": trigger_ms,
-            "latency_p50_ms": _round(streaming.percentile(latencies, 50)),
-            "latency_p99_ms": _round(streaming.percentile(latencies, 99)),
-            "latency_max_ms": _round(streaming.percentile(latencies, 100)),
+            "latency_p50_ms": _round(progress.percentile(latencies, 50)),
+            "latency_p99_ms": _round(progress.percentile(latencies, 99)),
+            "latency_max_ms": _round(progress.percentile(latencies, 100)),
             "latency_batches": [{k: b.get(k) for k in ("batch_id", "input_rows", "batch_ms", "latency_p50_ms",
                                                        "latency_p99_ms", "score_and_cassandra_ms", "kafka_out_ms")}
                                 for b in per_batch],

@@ -10,31 +10,13 @@ Usage:
         [--checkpoint data/checkpoints/classify_stream] \
         [--trigger-interval "2 seconds" | --available-now] [--progress-file progress.jsonl]
 
-Reads ``--topic`` with Spark's Kafka source (from the earliest offsets on the
-first start, then from the checkpoint). Each micro-batch (``foreachBatch``):
-
-1. parses and validates the messages with the preparation rules; a rejected
-   message goes to ``--dead-letter-topic`` with its reason and original bytes;
-2. computes the customer-history features from the history the stream keeps in
-   Cassandra (``customer_history``; see :mod:`fraudlab.streaming`) and scores
-   with the batch scorer's feature code, saved model and rules;
-3. upserts every scored transaction into ``scored_transactions`` (and the
-   alerts into ``alerts_by_day``, the history rows into ``customer_history``)
-   with cassandra-driver, retrying, failing the query if Cassandra stays away;
-4. sends each transaction whose ``fraud_score`` >= ``--alert-threshold`` to
-   ``--alerts-topic`` as JSON, keyed by ``transaction_id``.
-
-Exactly-once effect: Cassandra rows are keyed by ``transaction_id``, so the
-replay of a failed batch (same offsets, from the checkpoint) rewrites the same
-rows, history included. Kafka alerts are at-least-once: a replayed batch may
-send an alert again, byte-identical and with the same key, so a consumer that
-dedupes by key (or a compacted topic) sees each alert once.
-
-``--available-now`` processes what is in the topic and exits (Airflow's mode);
-otherwise the query runs on ``--trigger-interval`` until SIGTERM or SIGINT
-(graceful stop). Each batch logs rows, rows per second, duration and the
-end-to-end latency (Cassandra write minus Kafka timestamp, p50/p99) from a
-``StreamingQueryListener``; ``--progress-file`` also appends them as JSON lines.
+Scores every message of ``--topic`` into Cassandra (``--keyspace``: ``scored_transactions``,
+``alerts_by_day``, ``customer_history``), sends each transaction whose ``fraud_score`` reaches
+``--alert-threshold`` to ``--alerts-topic`` and each invalid message, with its reason, to
+``--dead-letter-topic``; the steps of a micro-batch are in :mod:`fraudlab.streaming.batch`.
+``--available-now`` processes what is in the topic and exits (Airflow's mode); otherwise the query
+runs every ``--trigger-interval`` until SIGTERM or SIGINT (a graceful stop). Each batch logs its rows,
+rate, duration and end-to-end latency (p50/p99); ``--progress-file`` appends them as JSON lines.
 
 Exit codes: 0 stopped or done; 1 the query failed; 2 unusable model or flags.
 """
@@ -45,10 +27,10 @@ import argparse
 import logging
 import sys
 
-from fraudlab import cassandra_sink, config, registry, streaming
+from fraudlab import config, registry
 from fraudlab.logs import configure_logging
 from fraudlab.session import build_spark
-from fraudlab.streaming.batch import STREAM_CONF, StreamOutputs, batch_writer
+from fraudlab.streaming import batch, sink
 from fraudlab.streaming.progress import ProgressLog, await_query
 
 APP_NAME = "classify_stream"
@@ -59,7 +41,7 @@ DEFAULT_CHECKPOINT = config.DATA_DIR / "checkpoints" / APP_NAME
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = config.DetectionConfig()
-    sink = cassandra_sink.CassandraSettings()
+    writes = sink.CassandraSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=registry.champion_uri(), help="model folder or models:/NAME@ALIAS")
     parser.add_argument("--tracking-uri", default=config.MLFLOW_TRACKING_URI)
@@ -75,9 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cassandra-host", default=config.CASSANDRA_HOST)
     parser.add_argument("--cassandra-port", type=int, default=config.CASSANDRA_PORT)
     parser.add_argument("--keyspace", default=config.CASSANDRA_KEYSPACE)
-    parser.add_argument("--write-concurrency", type=int, default=sink.concurrency,
+    parser.add_argument("--write-concurrency", type=int, default=writes.concurrency,
                         help="Cassandra requests in flight per writer")
-    parser.add_argument("--write-retry-seconds", type=float, default=sink.retry_seconds,
+    parser.add_argument("--write-retry-seconds", type=float, default=writes.retry_seconds,
                         help="how long failed Cassandra statements are retried before the query fails")
     parser.add_argument("--writers", type=int, default=None,
                         help="parallel Cassandra writers per batch (default: Spark's default parallelism)")
@@ -100,11 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
     spark = build_spark(APP_NAME)
-    submitted = spark.sparkContext.getConf()
-    for key, value in STREAM_CONF.items():
-        if not submitted.contains(key):
-            spark.conf.set(key, value)
     try:
+        batch.apply_stream_conf(spark)
         try:
             pipeline_model, info, threshold = registry.load_scoring_model(args.model, args.tracking_uri,
                                                                           args.threshold)
@@ -112,37 +91,18 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", err)
             return 2
         version = registry.model_version(info)
-        settings = cassandra_sink.CassandraSettings(
+        settings = sink.CassandraSettings(
             hosts=(args.cassandra_host,), port=args.cassandra_port, keyspace=args.keyspace,
-            concurrency=args.write_concurrency, retry_seconds=args.write_retry_seconds,
-        )  # fmt: skip
-        writers = args.writers or spark.sparkContext.defaultParallelism
-        outputs = StreamOutputs(args.bootstrap_servers, args.alerts_topic, args.dead_letter_topic,
-                                args.alert_threshold, args.start_date)
-
+            concurrency=args.write_concurrency, retry_seconds=args.write_retry_seconds)
+        outputs = batch.StreamOutputs(args.bootstrap_servers, args.alerts_topic, args.dead_letter_topic,
+                                      args.alert_threshold, args.start_date)
         batch_figures: dict[int, dict] = {}
         listener = ProgressLog(batch_figures, args.progress_file)
         spark.streams.addListener(listener)
-
-        source = (
-            spark.readStream.format("kafka")
-            .option("kafka.bootstrap.servers", args.bootstrap_servers)
-            .option("subscribe", args.topic)
-            .option("startingOffsets", "earliest")
-        )
-        if args.max_offsets_per_trigger:
-            source = source.option("maxOffsetsPerTrigger", args.max_offsets_per_trigger)
-        messages = source.load().select(*streaming.KAFKA_COLUMNS)
-
-        writer = (
-            messages.writeStream.queryName(APP_NAME)
-            .foreachBatch(batch_writer(outputs, pipeline_model, float(threshold), version, settings, writers,
-                                       batch_figures))
-            .option("checkpointLocation", args.checkpoint)
-        )
-        writer = writer.trigger(availableNow=True) if args.available_now else writer.trigger(
-            processingTime=args.trigger_interval)
-        query = writer.start()
+        write_batch = batch.batch_writer(outputs, pipeline_model, float(threshold), version, settings,
+                                         args.writers or spark.sparkContext.defaultParallelism, batch_figures)
+        query = batch.start_query(spark, APP_NAME, args.bootstrap_servers, args.topic, write_batch, args.checkpoint,
+                                  args.available_now, args.trigger_interval, args.max_offsets_per_trigger)
         log.info("classifying %s -> Cassandra %s, alerts (fraud_score >= %.2f) -> %s, dead letters -> %s; "
                  "model %s (threshold %.4f), checkpoint %s, %s",
                  args.topic, args.keyspace, args.alert_threshold, args.alerts_topic, args.dead_letter_topic,

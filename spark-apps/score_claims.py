@@ -37,11 +37,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import fields
 
-from fraudlab import config, drift, io, registry, reports, scoring
+from fraudlab import config, registry, scoring
+from fraudlab.batch_scoring import ScoreOptions, run
 from fraudlab.io import claims
 from fraudlab.logs import configure_logging
-from fraudlab.data.parsing import HeaderError, quarantine_reasons
 from fraudlab.session import build_spark
 
 APP_NAME = "score_claims"
@@ -82,51 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         log.error("bad detection flags: %s", err)
         return 2
-    quarantine_path = args.quarantine or f"{args.output.rstrip('/')}_quarantine"
+    options = ScoreOptions(**{f.name: getattr(args, f.name) for f in fields(ScoreOptions)})
     spark = build_spark(APP_NAME)
     try:
-        try:
-            pipeline_model, info, threshold = registry.load_scoring_model(args.model, args.tracking_uri,
-                                                                          args.threshold)
-            if not io.exists(spark, args.input):
-                log.error("no claims at %s", args.input)
-                return 2
-            prepared, quarantine = claims.read_claims(spark, args.input, args.format, args.start_date)
-        except registry.ModelLoadError as err:  # a ValueError too: caught first
-            log.error("%s", err)
-            return 2
-        except (HeaderError, ValueError) as err:
-            log.error("cannot read %s: %s", args.input, err)
-            return 2
-        version = registry.model_version(info)
-        detail = scoring.score_with_features(pipeline_model, prepared, detection, threshold, version).persist()
-        scored = scoring.select_scored(detail)
-
-        claims.write_scored(scored, args.output, args.output_format)
-        summary = reports.summary(scored).first().asDict()
-        if not info.get("drift_reference"):
-            log.warning("model %s has no drift reference: no PSI figures", args.model)
-        figures = drift.drift_figures(detail, info.get("drift_reference"))
-        metrics = reports.scoring_metrics(
-            {"input": args.input, "format": args.format, "output": args.output,
-             "output_format": args.output_format, "model": args.model, "model_version": version,
-             "threshold": float(threshold), "detection": detection.as_dict()}, summary, figures)
-        if quarantine is not None:
-            quarantine = quarantine.cache()
-            quarantine.write.mode("overwrite").json(quarantine_path)
-            reasons = quarantine_reasons(quarantine)
-            metrics.update({"quarantine": quarantine_path, "rows_in": summary["claims"] + sum(reasons.values()),
-                            "rows_quarantined": sum(reasons.values()), "quarantine_reasons": reasons})
-        io.write_json(spark, f"{args.output.rstrip('/')}/_metrics.json", metrics)
-
-        log.info("claims_processed=%d flagged=%d high_risk=%d duplicates=%d (threshold %.4f, model %s)",
-                 metrics["claims_processed"], metrics["flagged"], metrics["high_risk"], metrics["duplicates"],
-                 threshold, version)
-        if quarantine is not None:
-            log.info("rows_in=%d rows_quarantined=%d", metrics["rows_in"], metrics["rows_quarantined"])
-        for name, figure in figures.items():
-            log.info("drift %s: PSI %.4f (%s)", name, figure["psi"], figure["status"])
-        return 0
+        return run(spark, options, detection)
     finally:
         spark.stop()
 

@@ -37,11 +37,12 @@ import time
 
 from pyspark.sql import functions as F
 
-from fraudlab import config, io, streaming
+from fraudlab import config, io
 from fraudlab.io import claims
 from fraudlab.logs import configure_logging
 from fraudlab.data.parsing import quarantine_reasons, split_fields, split_valid, validate
 from fraudlab.session import build_spark
+from fraudlab.streaming import codec, replay
 from fraudlab.streaming.replay import replay_metrics, send_paced
 
 APP_NAME = "stream_csv_to_kafka"
@@ -70,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.limit is not None and args.limit < 0:
         parser.error("--limit must be >= 0")
     try:
-        args.pace = streaming.ReplayPace(args.rows_per_second, args.step_by_step, args.speedup, args.tick_seconds)
+        args.pace = replay.ReplayPace(args.rows_per_second, args.step_by_step, args.speedup, args.tick_seconds)
     except ValueError as err:
         parser.error(str(err))
     return args
@@ -94,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         rows_quarantined = quarantine.count()
 
         messages = (
-            streaming.to_kafka_messages(
-                streaming.replay_order(prepared).withColumn("chunk", args.pace.chunk()))
+            codec.to_kafka_messages(
+                replay.replay_order(prepared).withColumn("chunk", args.pace.chunk()))
             .cache()
         )  # fmt: skip
         rows_valid = messages.count()

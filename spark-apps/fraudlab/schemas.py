@@ -88,7 +88,7 @@ FLAT_SCORED_SCHEMA = T.StructType(
 
 #: Kafka coordinates every parsed row keeps (``kafka_timestamp`` measures end-to-end latency).
 KAFKA_LINEAGE: list[str] = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp"]
-#: What :func:`fraudlab.streaming.split_messages` returns as parsed rows.
+#: What :func:`fraudlab.streaming.codec.split_messages` returns as parsed rows.
 PARSED_COLUMNS: list[str] = [*PREPARED_COLUMNS, *KAFKA_LINEAGE]
 
 #: A rejected message: where it was, its original bytes and why it was rejected.
@@ -124,10 +124,10 @@ SCORED_TABLE_COLUMNS: list[str] = [
 ]  # fmt: skip
 ALERT_TABLE_COLUMNS: list[str] = ["alert_date", *SCORED_TABLE_COLUMNS]
 HISTORY_TABLE_COLUMNS: list[str] = ["customer", "step", "transaction_id", "merchant", "amount"]
-#: :func:`fraudlab.streaming.cassandra_rows` columns: every table's columns once, the alert flag, the Kafka time.
+#: :func:`fraudlab.streaming.alerts.cassandra_rows` columns: every table's columns once, the alert flag, the Kafka time.
 CASSANDRA_ROW_COLUMNS: list[str] = [*ALERT_TABLE_COLUMNS, "is_alert", "kafka_timestamp_ms"]
 
-#: What the Cassandra history lookup returns for :func:`fraudlab.streaming.add_stream_history`: stored rows of
+#: What the Cassandra history lookup returns for :func:`fraudlab.streaming.history.add_stream_history`: stored rows of
 #: the batch's customers (``row_count`` 1) and one summary row per customer (null id,
 #: ``row_count``/``amount_total`` = count/sum of the older rows, on the step before the others).
 STORED_HISTORY_SCHEMA = T.StructType(

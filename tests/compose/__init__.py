@@ -120,10 +120,10 @@ class Stack:
         return values
 
     def cql_count(self, table: str) -> int:
-        out = self.cql(f"SELECT COUNT(*) FROM {table}")
-        match = re.search(r"^\s*(\d+)\s*$", out, flags=re.M)
-        assert match, f"no count in cqlsh output:\n{out}"
-        return int(match.group(1))
+        """``SELECT COUNT(*)`` of ``table``: the one value of its result."""
+        values = self.cql_values(f"SELECT COUNT(*) FROM {table}")
+        assert len(values) == 1 and values[0].isdigit(), f"no count in cqlsh's result: {values}"
+        return int(values[0])
 
     def ps(self) -> list[dict]:
         """``compose ps -a`` as a list of containers (state, health, exit code, publishers)."""

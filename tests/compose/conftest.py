@@ -137,7 +137,6 @@ def pytest_sessionfinish(session):
         docker_engine.down()
 
 
-
 @pytest.fixture(scope="package")
 def engine():
     """A Docker engine: the running one, or dockerd started here (and stopped at the end)."""

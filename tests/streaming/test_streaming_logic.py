@@ -18,10 +18,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
-from fraudlab import cassandra_sink, features, schemas, scoring, streaming
+from fraudlab import features, schemas, scoring
 from fraudlab.train import pipeline as train_pipeline
 from fraudlab.config import DetectionConfig
 from fraudlab.schemas import PREPARED_COLUMNS, PREPARED_SCHEMA
+from fraudlab.streaming import alerts, codec, history, progress, replay, sink
 
 pytestmark = pytest.mark.spark
 
@@ -66,7 +67,7 @@ def as_kafka(spark, messages_df, partition=0):
 
 
 def only_dead_letter(spark, value, key=b"k1"):
-    parsed, dead = streaming.parse_messages(kafka_rows(spark, [value], keys=[key], partition=1))
+    parsed, dead = codec.parse_messages(kafka_rows(spark, [value], keys=[key], partition=1))
     assert parsed.count() == 0
     rows = dead.collect()
     assert len(rows) == 1
@@ -79,21 +80,21 @@ def only_dead_letter(spark, value, key=b"k1"):
 def test_messages_parse_back_to_the_prepared_rows(spark):
     prepared = spark.createDataFrame(prepared_rows([("a", 0, "C1", "M1", "es_food", 12.5, 0),
                                                     ("b", 4, "C2", "M2", "es_health", 99.99, 1)]), PREPARED_SCHEMA)
-    parsed, dead = streaming.parse_messages(as_kafka(spark, streaming.to_kafka_messages(prepared)))
+    parsed, dead = codec.parse_messages(as_kafka(spark, codec.to_kafka_messages(prepared)))
     assertDataFrameEqual(parsed.select(*PREPARED_COLUMNS), prepared)
     assert dead.count() == 0
 
 
 def test_message_key_is_the_transaction_id_and_value_the_message_schema(spark):
     prepared = spark.createDataFrame(prepared_rows([("a", 0, "C1", "M1", "es_food", 12.5, 0)]), PREPARED_SCHEMA)
-    message = streaming.to_kafka_messages(prepared).collect()[0]
+    message = codec.to_kafka_messages(prepared).collect()[0]
     assert message["key"] == "a"
-    assert set(json.loads(message["value"])) == set(streaming.MESSAGE_FIELDS)
+    assert set(json.loads(message["value"])) == set(codec.MESSAGE_FIELDS)
     assert json.loads(message["value"])["event_time"] == "2024-01-01T00:00:00.000Z"
 
 
 def test_parsed_rows_keep_their_kafka_coordinates(spark):
-    parsed, _ = streaming.parse_messages(kafka_rows(spark, [GOOD_MESSAGE], partition=1))
+    parsed, _ = codec.parse_messages(kafka_rows(spark, [GOOD_MESSAGE], partition=1))
     row = parsed.collect()[0]
     assert (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]) == ("transactions", 1, 0)
     assert (row["transaction_id"], row["step"], row["amount"], row["event_time"]) == (
@@ -101,7 +102,7 @@ def test_parsed_rows_keep_their_kafka_coordinates(spark):
 
 
 def test_numbers_sent_as_strings_are_judged_like_csv_text(spark):
-    parsed, dead = streaming.parse_messages(kafka_rows(spark, [{**GOOD_MESSAGE, "amount": "4.55", "step": "3"}]))
+    parsed, dead = codec.parse_messages(kafka_rows(spark, [{**GOOD_MESSAGE, "amount": "4.55", "step": "3"}]))
     assert dead.count() == 0
     assert parsed.collect()[0]["amount"] == 4.55
 
@@ -147,7 +148,7 @@ def test_every_failed_rule_is_in_the_reason(spark):
 
 
 def test_good_and_bad_messages_of_one_batch_are_separated(spark):
-    parsed, dead = streaming.parse_messages(
+    parsed, dead = codec.parse_messages(
         kafka_rows(spark, [GOOD_MESSAGE, b"nope", {**GOOD_MESSAGE, "transaction_id": "t2"}]))
     assert sorted(r["transaction_id"] for r in parsed.collect()) == ["t1", "t2"]
     assert [r["source_offset"] for r in dead.collect()] == [1]
@@ -155,8 +156,8 @@ def test_good_and_bad_messages_of_one_batch_are_separated(spark):
 
 def test_dead_letter_message_holds_reason_coordinates_and_exact_bytes(spark):
     raw = b"\xff not json"
-    _, dead = streaming.parse_messages(kafka_rows(spark, [raw], keys=[b"k9"], partition=1))
-    message = streaming.dead_letter_messages(dead).collect()[0]
+    _, dead = codec.parse_messages(kafka_rows(spark, [raw], keys=[b"k9"], partition=1))
+    message = codec.dead_letter_messages(dead).collect()[0]
     assert message["key"] == bytearray(b"k9")
     body = json.loads(message["value"])
     assert body["reason"] == "not a JSON object"
@@ -184,12 +185,12 @@ def scored_rows(spark, scores):
 
 
 def test_alerts_are_the_rows_at_or_above_the_threshold(spark):
-    alerts = streaming.select_alerts(scored_rows(spark, [0.79999, 0.8, 0.95, None]), 0.8).collect()
-    assert sorted(a["key"] for a in alerts) == ["s1", "s2"]
+    sent = alerts.select_alerts(scored_rows(spark, [0.79999, 0.8, 0.95, None]), 0.8).collect()
+    assert sorted(a["key"] for a in sent) == ["s1", "s2"]
 
 
 def test_alert_value_carries_score_and_reasons(spark):
-    alert = streaming.select_alerts(scored_rows(spark, [0.9]), 0.8).collect()[0]
+    alert = alerts.select_alerts(scored_rows(spark, [0.9]), 0.8).collect()[0]
     body = json.loads(alert["value"])
     assert (body["transaction_id"], body["fraud_score"], body["reasons"]) == ("s0", 0.9, ["model_score"])
     assert body["event_time"] == "2024-01-01T00:00:00.000Z"
@@ -197,7 +198,7 @@ def test_alert_value_carries_score_and_reasons(spark):
 
 
 def test_cassandra_rows_map_every_table_column(spark):
-    rows = streaming.cassandra_rows(scored_rows(spark, [0.2, 0.85]), 0.8, scored_at_ms=1_700_000_000_000)
+    rows = alerts.cassandra_rows(scored_rows(spark, [0.2, 0.85]), 0.8, scored_at_ms=1_700_000_000_000)
     assert rows.columns == schemas.CASSANDRA_ROW_COLUMNS
     low, high = sorted(rows.collect(), key=lambda r: r["transaction_id"])
     epoch_2024 = int(dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
@@ -211,8 +212,8 @@ def test_cassandra_rows_map_every_table_column(spark):
 
 
 def test_insert_statements_name_the_table_columns_in_order():
-    settings = cassandra_sink.CassandraSettings(keyspace="ks")
-    cql = cassandra_sink.insert_cql(settings, schemas.HISTORY_TABLE, schemas.HISTORY_TABLE_COLUMNS)
+    settings = sink.CassandraSettings(keyspace="ks")
+    cql = sink.insert_cql(settings, schemas.HISTORY_TABLE, schemas.HISTORY_TABLE_COLUMNS)
     assert cql == ("INSERT INTO ks.customer_history (customer, step, transaction_id, merchant, amount) "
                    "VALUES (?, ?, ?, ?, ?)")
 
@@ -221,10 +222,10 @@ def test_only_bad_statements_are_not_retried():
     from cassandra import InvalidRequest, OperationTimedOut, Unavailable, WriteTimeout
     from cassandra.cluster import NoHostAvailable
 
-    assert all(cassandra_sink.is_retryable(e) for e in (
+    assert all(sink.is_retryable(e) for e in (
         OperationTimedOut(), WriteTimeout("x", write_type=0), Unavailable("x"), NoHostAvailable("down", {})))
-    assert not cassandra_sink.is_retryable(InvalidRequest("no such table"))
-    assert not cassandra_sink.is_retryable(TypeError("bad value"))
+    assert not sink.is_retryable(InvalidRequest("no such table"))
+    assert not sink.is_retryable(TypeError("bad value"))
 
 
 # --------------------------------------------------------------------------- customer history
@@ -246,13 +247,13 @@ def prepared(spark, data=HISTORY_DATA):
 
 def parsed_batch(spark, data):
     """Rows as parse_messages returns them (the Kafka round trip included)."""
-    parsed, dead = streaming.parse_messages(as_kafka(spark, streaming.to_kafka_messages(prepared(spark, data))))
+    parsed, dead = codec.parse_messages(as_kafka(spark, codec.to_kafka_messages(prepared(spark, data))))
     assert dead.count() == 0
     return parsed
 
 
 def what_cassandra_returns(spark, stored_data, requests):
-    """The rows cassandra_sink.fetch_history_partition yields for ``requests`` from a table holding ``stored_data``."""
+    """The rows sink.fetch_history_partition yields for ``requests`` from a table holding ``stored_data``."""
     out = []
     for req in requests.collect():
         mine = [r for r in stored_data if r[2] == req["customer"]]
@@ -267,8 +268,8 @@ def what_cassandra_returns(spark, stored_data, requests):
 
 def stream_history(spark, stored_data, batch_data):
     batch = parsed_batch(spark, batch_data)
-    stored = what_cassandra_returns(spark, stored_data, streaming.history_requests(batch, WINDOW))
-    return streaming.add_stream_history(batch, stored, WINDOW)
+    stored = what_cassandra_returns(spark, stored_data, history.history_requests(batch, WINDOW))
+    return history.add_stream_history(batch, stored, WINDOW)
 
 
 HISTORY_FIELDS = ["transaction_id", *features.HISTORY_COLUMNS, "duplicate_claim", "duplicate_of"]
@@ -307,9 +308,9 @@ def test_replayed_batch_already_in_the_history_counts_nothing_twice(spark):
 
 
 def test_a_transaction_sent_twice_in_a_batch_is_scored_once(spark):
-    parsed, _ = streaming.parse_messages(kafka_rows(spark, [GOOD_MESSAGE, b"x", GOOD_MESSAGE]))
+    parsed, _ = codec.parse_messages(kafka_rows(spark, [GOOD_MESSAGE, b"x", GOOD_MESSAGE]))
     stored = spark.createDataFrame([], schemas.STORED_HISTORY_SCHEMA)
-    rows = streaming.add_stream_history(parsed, stored, WINDOW).collect()
+    rows = history.add_stream_history(parsed, stored, WINDOW).collect()
     assert [(r["transaction_id"], r["kafka_offset"], r["customer_prior_count"]) for r in rows] == [("t1", 0, 0.0)]
 
 
@@ -322,7 +323,7 @@ def test_rows_stored_on_later_steps_are_not_history(spark):
 
 def test_history_requests_reach_back_one_duplicate_window(spark):
     batch = [r for r in HISTORY_DATA if r[1] >= 9]
-    requests = streaming.history_requests(parsed_batch(spark, batch), WINDOW)
+    requests = history.history_requests(parsed_batch(spark, batch), WINDOW)
     steps = {}
     for row in batch:
         steps.setdefault(row[2], []).append(row[1])
@@ -363,7 +364,7 @@ SCORE_DATA = HISTORY_DATA + [("x1", 8, "C2", "M480139044", "es_health", 850.0, 1
 def test_stream_scores_equal_batch_scores(spark, fitted, split_step):
     earlier = [r for r in SCORE_DATA if r[1] < split_step]
     later = [r for r in SCORE_DATA if r[1] >= split_step]
-    stream = streaming.score_messages(stream_history(spark, earlier, later), fitted, CONFIG, 0.5, "v1")
+    stream = alerts.score_messages(stream_history(spark, earlier, later), fitted, CONFIG, 0.5, "v1")
     batch = scoring.score_claims(fitted, prepared(spark, SCORE_DATA), CONFIG, 0.5, "v1")
     assertDataFrameEqual(stream.select(*schemas.SCORED_COLUMNS),
                          batch.where(F.col("step") >= split_step), rtol=1e-9)
@@ -372,7 +373,7 @@ def test_stream_scores_equal_batch_scores(spark, fitted, split_step):
 
 
 def test_stream_scored_rows_keep_the_kafka_timestamp(spark, fitted):
-    stream = streaming.score_messages(stream_history(spark, [], SCORE_DATA[:3]), fitted, CONFIG, 0.5, "v1")
+    stream = alerts.score_messages(stream_history(spark, [], SCORE_DATA[:3]), fitted, CONFIG, 0.5, "v1")
     assert stream.columns == schemas.STREAM_SCORED_COLUMNS
     assert all(r["kafka_timestamp"] == START for r in stream.collect())
 
@@ -383,39 +384,39 @@ def test_stream_scored_rows_keep_the_kafka_timestamp(spark, fitted):
 def test_replay_order_is_by_step_and_limit_takes_the_first_rows(spark):
     df = prepared(spark, [("b", 2, "C1", "M1", "es_food", 1.0, 0), ("a", 2, "C1", "M1", "es_food", 2.0, 0),
                           ("c", 0, "C2", "M1", "es_food", 3.0, 0)])
-    assert [(r["seq"], r["transaction_id"]) for r in streaming.replay_order(df).orderBy("seq").collect()] == [
+    assert [(r["seq"], r["transaction_id"]) for r in replay.replay_order(df).orderBy("seq").collect()] == [
         (1, "c"), (2, "a"), (3, "b")]
-    assert [r["transaction_id"] for r in streaming.replay_order(df, limit=2).collect()] == ["c", "a"]
+    assert [r["transaction_id"] for r in replay.replay_order(df, limit=2).collect()] == ["c", "a"]
 
 
 def test_rows_per_second_pace_sends_a_tick_worth_per_chunk(spark):
-    pace = streaming.ReplayPace(rows_per_second=4, tick_seconds=0.5)
+    pace = replay.ReplayPace(rows_per_second=4, tick_seconds=0.5)
     df = spark.range(1, 8).select(F.col("id").alias("seq"), F.lit(0).alias("step"))
     assert [r["c"] for r in df.select(pace.chunk().alias("c")).collect()] == [0, 0, 1, 1, 2, 2, 3]
     assert [pace.due_seconds(i) for i in range(4)] == [0.0, 0.5, 1.0, 1.5]
 
 
 def test_step_by_step_pace_compresses_a_day(spark):
-    pace = streaming.ReplayPace(step_by_step=True, speedup=86_400 / 2)
+    pace = replay.ReplayPace(step_by_step=True, speedup=86_400 / 2)
     assert pace.due_seconds(13, first_chunk=10) == 6.0
     df = spark.createDataFrame([(1, 10), (2, 13)], "seq long, step int")
     assert [r["c"] for r in df.select(pace.chunk().alias("c")).collect()] == [10, 13]
 
 
 def test_unpaced_replay_is_one_chunk_due_at_once():
-    pace = streaming.ReplayPace()
+    pace = replay.ReplayPace()
     assert (pace.paced, pace.due_seconds(0)) == (False, 0.0)
 
 
 def test_pace_rejects_both_modes_and_bad_rates():
     with pytest.raises(ValueError, match="not both"):
-        streaming.ReplayPace(rows_per_second=10, step_by_step=True)
+        replay.ReplayPace(rows_per_second=10, step_by_step=True)
     with pytest.raises(ValueError):
-        streaming.ReplayPace(rows_per_second=0)
+        replay.ReplayPace(rows_per_second=0)
 
 
 def test_percentile_is_nearest_rank():
     values = list(range(1, 101))
-    assert (streaming.percentile(values, 50), streaming.percentile(values, 99), streaming.percentile(values, 100)) == (
+    assert (progress.percentile(values, 50), progress.percentile(values, 99), progress.percentile(values, 100)) == (
         50.0, 99.0, 100.0)
-    assert streaming.percentile([], 50) is None
+    assert progress.percentile([], 50) is None

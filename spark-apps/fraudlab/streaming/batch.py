@@ -1,7 +1,25 @@
-"""One micro-batch of ``classify_stream.py``: validate, history, score, Cassandra, alerts and dead letters.
+"""The query of ``classify_stream.py`` and its micro-batch: validate, history, score, Cassandra, alerts
+and dead letters.
 
-The steps are the pure functions of :mod:`fraudlab.streaming`; this module chains them with the
-Cassandra sink and Spark's Kafka sink, and times them.
+:func:`start_query` reads the topic with Spark's Kafka source (from the earliest offsets on the first
+start, then from the checkpoint) and runs :func:`batch_writer`'s function on every micro-batch
+(``foreachBatch``):
+
+1. :mod:`~fraudlab.streaming.codec` parses and validates the messages with the preparation rules; a
+   rejected message goes to the dead-letter topic with its reason and original bytes;
+2. :mod:`~fraudlab.streaming.history` computes the customer-history features from the history the
+   stream keeps in Cassandra (``customer_history``) and :mod:`~fraudlab.streaming.alerts` scores with
+   the batch scorer's feature code, saved model and rules;
+3. :mod:`~fraudlab.streaming.sink` upserts every scored transaction into ``scored_transactions`` (and
+   the alerts into ``alerts_by_day``, the history rows into ``customer_history``), retrying, failing
+   the query if Cassandra stays away;
+4. each transaction whose ``fraud_score`` reaches the alert threshold goes to the alerts topic as JSON,
+   keyed by ``transaction_id``.
+
+Exactly-once effect: Cassandra rows are keyed by ``transaction_id``, so the replay of a failed batch
+(same offsets, from the checkpoint) rewrites the same rows, history included. Kafka alerts are
+at-least-once: a replayed batch may send an alert again, byte-identical and with the same key, so a
+consumer that dedupes by key (or a compacted topic) sees each alert once.
 """
 
 from __future__ import annotations
@@ -11,14 +29,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.ml import PipelineModel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql import functions as F
 
-from fraudlab import cassandra_sink, config, streaming
+from fraudlab import config
+from fraudlab.streaming import alerts, codec, history, progress, sink
 
 #: Micro-batches are small: few shuffle partitions, and no adaptive re-planning between the
 #: stages of every batch (it costs more than it saves here). --conf overrides both.
 STREAM_CONF = {"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false"}
+
+def apply_stream_conf(spark: SparkSession) -> None:
+    """Set :data:`STREAM_CONF` on the session, except what the submit already set."""
+    submitted = spark.sparkContext.getConf()
+    for key, value in STREAM_CONF.items():
+        if not submitted.contains(key):
+            spark.conf.set(key, value)
 
 
 @dataclass(frozen=True)
@@ -33,7 +60,7 @@ class StreamOutputs:
 
 
 def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshold: float, version: str,
-                 settings: cassandra_sink.CassandraSettings, writers: int,
+                 settings: sink.CassandraSettings, writers: int,
                  batch_figures: dict[int, dict]) -> Callable[[DataFrame, int], None]:
     """The ``foreachBatch`` function: parse, score, write Cassandra, then alerts and dead letters to Kafka.
 
@@ -44,22 +71,22 @@ def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshol
 
     def write_batch(batch_df, batch_id: int) -> None:
         started_ms = int(time.time() * 1000)
-        validated = streaming.validate_messages(batch_df, outputs.start_date).persist()
+        validated = codec.validate_messages(batch_df, outputs.start_date).persist()
         scored = None
         try:
-            parsed, dead = streaming.split_messages(validated)
-            stored = cassandra_sink.read_history(streaming.history_requests(parsed, window_steps), settings)
-            with_history = streaming.add_stream_history(parsed, stored, window_steps, partitions=writers)
-            scored = streaming.score_messages(with_history, pipeline_model, detection, threshold, version).persist()
+            parsed, dead = codec.split_messages(validated)
+            stored = sink.read_history(history.history_requests(parsed, window_steps), settings)
+            with_history = history.add_stream_history(parsed, stored, window_steps, partitions=writers)
+            scored = alerts.score_messages(with_history, pipeline_model, detection, threshold, version).persist()
 
-            written = cassandra_sink.write_rows(
-                streaming.cassandra_rows(scored, outputs.alert_threshold, started_ms), settings)
+            written = sink.write_rows(
+                alerts.cassandra_rows(scored, outputs.alert_threshold, started_ms), settings)
             written_ms = int(time.time() * 1000)
 
             dead_letters = dead.count()  # from the cached messages: no second read of Kafka
             out = (
-                streaming.select_alerts(scored, outputs.alert_threshold).withColumn("topic", F.lit(outputs.alerts_topic))
-                .unionByName(streaming.dead_letter_messages(dead).withColumn("topic", F.lit(outputs.dead_letter_topic)))
+                alerts.select_alerts(scored, outputs.alert_threshold).withColumn("topic", F.lit(outputs.alerts_topic))
+                .unionByName(codec.dead_letter_messages(dead).withColumn("topic", F.lit(outputs.dead_letter_topic)))
                 .coalesce(1)  # a handful of messages: one task, not one per partition
             )
             out.write.format("kafka").option("kafka.bootstrap.servers", outputs.bootstrap_servers).save()
@@ -71,9 +98,9 @@ def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshol
                 # Parse, history, scoring and the Cassandra writes; then dead letters and alerts to Kafka.
                 "score_and_cassandra_ms": written_ms - started_ms,
                 "kafka_out_ms": int(time.time() * 1000) - written_ms,
-                "latency_p50_ms": streaming.percentile(written.latencies_ms, 50),
-                "latency_p99_ms": streaming.percentile(written.latencies_ms, 99),
-                "latency_max_ms": streaming.percentile(written.latencies_ms, 100),
+                "latency_p50_ms": progress.percentile(written.latencies_ms, 50),
+                "latency_p99_ms": progress.percentile(written.latencies_ms, 99),
+                "latency_max_ms": progress.percentile(written.latencies_ms, 100),
             }
         finally:
             if scored is not None:
@@ -81,3 +108,24 @@ def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshol
             validated.unpersist()
 
     return write_batch
+
+
+def start_query(spark: SparkSession, name: str, bootstrap_servers: str, topic: str, write_batch,
+                checkpoint: str, available_now: bool, trigger_interval: str,
+                max_offsets_per_trigger: int | None = None) -> StreamingQuery:
+    """Start ``write_batch`` over ``topic`` (earliest offsets first, then the checkpoint's)."""
+    source = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+    )
+    if max_offsets_per_trigger:
+        source = source.option("maxOffsetsPerTrigger", max_offsets_per_trigger)
+    writer = (
+        source.load().select(*codec.KAFKA_COLUMNS).writeStream.queryName(name)
+        .foreachBatch(write_batch)
+        .option("checkpointLocation", checkpoint)
+    )
+    trigger = {"availableNow": True} if available_now else {"processingTime": trigger_interval}
+    return writer.trigger(**trigger).start()

@@ -1,11 +1,14 @@
-"""Watching a running query: per-batch progress lines (and JSON lines), and a graceful stop on a signal."""
+"""Watching a running query: per-batch progress lines (and JSON lines), latency percentiles, and a graceful
+stop on a signal."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from pyspark.sql.streaming.listener import StreamingQueryListener
@@ -81,3 +84,14 @@ def await_query(query, listener: ProgressLog) -> int:
         return 1
     listener.terminated.wait(10)  # let the listener log the last batch before the session stops
     return 0
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) by nearest rank; ``None`` for no values."""
+    if not values:
+        return None
+    if not 0 <= q <= 100:
+        raise ValueError("q must lie in [0, 100]")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return float(ordered[rank - 1])

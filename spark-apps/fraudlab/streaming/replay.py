@@ -1,5 +1,6 @@
-"""The replay of ``stream_csv_to_kafka.py``: messages to Kafka on a :class:`fraudlab.streaming.ReplayPace`.
+"""The replay of ``stream_csv_to_kafka.py``: rows in event order, sent to Kafka on a :class:`ReplayPace`.
 
+:func:`replay_order` numbers the rows in event order, :class:`ReplayPace` cuts them into timed chunks,
 :func:`send_paced` writes chunk after chunk with Spark's Kafka sink, sleeping until each is due;
 :func:`replay_metrics` is the layout of the replay's ``_metrics.json``.
 """
@@ -8,18 +9,80 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-
-from fraudlab.streaming import ReplayPace
 
 #: The app's logger: the replay's progress lines read "stream_csv_to_kafka: ...".
 log = logging.getLogger("stream_csv_to_kafka")
 
 #: Seconds between progress lines of a paced replay.
 PROGRESS_EVERY_S = 10.0
+
+#: One step of BankSim is one day of event time.
+SECONDS_PER_STEP = 86_400.0
+
+
+@dataclass(frozen=True)
+class ReplayPace:
+    """How stream_csv_to_kafka spreads rows over time.
+
+    ``rows_per_second``: chunks of ``rows_per_second * tick_seconds`` rows, one per
+    tick. ``step_by_step``: one chunk per step, a step (one day of event time)
+    lasting ``86400 / speedup`` seconds. Neither: one chunk, as fast as possible.
+    """
+
+    rows_per_second: float | None = None
+    step_by_step: bool = False
+    speedup: float = 8_640.0
+    tick_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.rows_per_second is not None and self.step_by_step:
+            raise ValueError("choose --rows-per-second or --step-by-step, not both")
+        if self.rows_per_second is not None and not self.rows_per_second > 0:
+            raise ValueError("rows_per_second must be > 0")
+        if not self.speedup > 0 or not self.tick_seconds > 0:
+            raise ValueError("speedup and tick_seconds must be > 0")
+
+    @property
+    def paced(self) -> bool:
+        return self.rows_per_second is not None or self.step_by_step
+
+    @property
+    def rows_per_chunk(self) -> int:
+        return max(1, round((self.rows_per_second or 0) * self.tick_seconds))
+
+    def chunk(self) -> Column:
+        """The chunk of a row of :func:`replay_order` (needs ``seq`` and ``step``)."""
+        if self.step_by_step:
+            return F.col("step").cast("long")
+        if self.rows_per_second is not None:
+            return F.floor((F.col("seq") - 1) / F.lit(self.rows_per_chunk)).cast("long")
+        return F.lit(0).cast("long")
+
+    def due_seconds(self, chunk: int, first_chunk: int = 0) -> float:
+        """Seconds after the start at which ``chunk`` is due."""
+        if self.step_by_step:
+            return (chunk - first_chunk) * SECONDS_PER_STEP / self.speedup
+        if self.rows_per_second is not None:
+            return (chunk - first_chunk) * self.rows_per_chunk / self.rows_per_second
+        return 0.0
+
+
+def replay_order(prepared: DataFrame, limit: int | None = None) -> DataFrame:
+    """Prepared rows in event order with ``seq`` (1, 2, ...); the first ``limit`` rows only when given.
+
+    Order is ``step`` then ``transaction_id``, the same on every run.
+    """
+    if limit is not None and limit < 0:
+        raise ValueError("limit must be >= 0")
+    # One global order is the point here: the replay is sequential by nature.
+    ordered = prepared.withColumn("seq", F.row_number().over(Window.orderBy("step", "transaction_id")))
+    return ordered if limit is None else ordered.where(F.col("seq") <= F.lit(int(limit)))
+
 
 
 def send_paced(messages: DataFrame, bootstrap_servers: str, topic: str, pace: ReplayPace) -> tuple[int, int, float]:

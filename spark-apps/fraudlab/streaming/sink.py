@@ -227,7 +227,7 @@ WRITE_SUMMARY_SCHEMA = "rows long, alerts long, retries long, latencies_ms array
 
 
 def write_partition(batches: Iterable[Any], settings: CassandraSettings) -> Iterator[Any]:
-    """Write one partition of :func:`fraudlab.streaming.cassandra_rows` (Arrow batches); yield one summary.
+    """Write one partition of :func:`fraudlab.streaming.alerts.cassandra_rows` (Arrow batches); yield one summary.
 
     Each chunk upserts its rows into ``customer_history`` and
     ``scored_transactions`` and its alerts into ``alerts_by_day``; a row's
@@ -261,7 +261,7 @@ def write_partition(batches: Iterable[Any], settings: CassandraSettings) -> Iter
 
 
 def fetch_history(requests: Sequence[Any], settings: CassandraSettings) -> list[tuple]:
-    """Rows of :data:`fraudlab.schemas.STORED_HISTORY_SCHEMA` for :func:`fraudlab.streaming.history_requests` rows.
+    """Rows of :data:`fraudlab.schemas.STORED_HISTORY_SCHEMA` for :func:`fraudlab.streaming.history.history_requests` rows.
 
     Customers sharing the same step bounds are asked together, up to
     :data:`CUSTOMERS_PER_QUERY` per query: one aggregate for the count and sum
@@ -299,7 +299,7 @@ def fetch_history(requests: Sequence[Any], settings: CassandraSettings) -> list[
 
 
 def read_history(requests: DataFrame, settings: CassandraSettings) -> DataFrame:
-    """The stored history for :func:`fraudlab.streaming.history_requests` (an action: collects the requests).
+    """The stored history for :func:`fraudlab.streaming.history.history_requests` (an action: collects the requests).
 
     Returns a small local DataFrame of :data:`fraudlab.schemas.STORED_HISTORY_SCHEMA`.
     """
@@ -313,7 +313,7 @@ def read_history(requests: DataFrame, settings: CassandraSettings) -> DataFrame:
 
 
 def write_rows(rows: DataFrame, settings: CassandraSettings) -> WriteSummary:
-    """Write :func:`fraudlab.streaming.cassandra_rows` to the three tables (an action); raise on failure.
+    """Write :func:`fraudlab.streaming.alerts.cassandra_rows` to the three tables (an action); raise on failure.
 
     One writer per partition of ``rows``.
     """
