@@ -738,9 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    for library in ("kafka", "cassandra"):
-        logging.getLogger(library).setLevel(logging.ERROR)
+    supervisor.cli_logging()
     try:
         if args.command == "up":
             started = time.monotonic()

@@ -793,9 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="fetch: copy the jars again even if present")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    for library in ("kafka", "cassandra"):
-        logging.getLogger(library).setLevel(logging.ERROR)
+    supervisor.cli_logging()
     try:
         if args.command == "fetch":
             fetch(args.services, force=args.force)

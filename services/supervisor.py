@@ -24,6 +24,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -169,6 +170,13 @@ def rss_mib(pid: int) -> float | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def cli_logging(quiet: tuple[str, ...] = ("kafka", "cassandra")) -> None:
+    """The services' command lines log bare messages to stdout; the clients' libraries only their errors."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    for library in quiet:
+        logging.getLogger(library).setLevel(logging.ERROR)
 
 
 # --------------------------------------------------------------------------------------------
