@@ -46,6 +46,7 @@ from fraudlab.orchestration import (
     RUN_DIR,
     batch_app_args,
     batch_params,
+    local_input_params,
     package_task,
     path_safe,
     spark_submit,
@@ -66,10 +67,7 @@ with DAG(
     default_args={**DEFAULT_ARGS, "execution_timeout": timedelta(hours=2)},
     user_defined_filters={"path_safe": path_safe},
     params={
-        "data_root": Param(str(config.DATA_DIR), type="string", title="Data root",
-                           description="Folder (or URI) everything is read from and written to."),
-        "input_path": Param(None, type=["null", "string"], title="Input CSV",
-                            description="BankSim CSV file or folder; empty: <data_root>/raw/transactions.csv."),
+        **local_input_params("Folder (or URI) everything is read from and written to."),
         **batch_params(Param(config.MLFLOW_TRACKING_URI, type="string", title="MLflow tracking URI")),
     },
 ) as dag:

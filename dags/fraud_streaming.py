@@ -1,79 +1,10 @@
-"""
-# fraud_streaming
+"""fraud_streaming: replay a slice into Kafka, classify it (available-now) into Cassandra, check the outputs.
 
-The streaming path on a slice of data, end to end and checked: replay the first `rows` transactions of
-the BankSim file into Kafka, run the classifier over the topic in `--available-now` mode (it scores what
-is there into Cassandra and exits), then **check that Cassandra holds every transaction this run
-sent**. A missing row fails the run with the count and the missing ids.
-
-| task | what it does |
-|---|---|
-| `package_fraudlab` | zips `spark-apps/fraudlab` into the run folder, shipped to Spark with `--py-files` |
-| `topic_offsets_before` | the topic's end offset of every partition before the replay (kafka-python) |
-| `stream_csv_to_kafka` | `stream_csv_to_kafka.py --input ... --limit <rows> --topic <topic>`: the slice, in event order, keyed by `transaction_id`; its counts in `<run>/replay_metrics.json` |
-| `topic_offsets_after` | the end offsets again: `[before, after)` is what this run sent |
-| `classify_stream` | `classify_stream.py --available-now --model <model_uri> --keyspace ... --checkpoint <data_root>/checkpoints/fraud_streaming/<keyspace>/<topic>` |
-| `check_cassandra` | the data-quality check below; its verdict in `<run>/check_cassandra.json` |
-
-## The check: what this run sent, in Cassandra
-The topic is shared (other runs, a running classifier, a producer of your own may write to it), so
-"what this run sent" is the messages between the two offset snapshots taken around the replay.
-`check_cassandra` reads exactly that range back from Kafka (at most a few thousand small messages for
-a slice) and then requires:
-
-- the range holds at least the `rows_sent` the replay reported (more only when a retried replay sent
-  the slice twice, or someone else wrote in between: those messages are checked too);
-- every `transaction_id` of the range is in `scored_transactions` (read per customer, its partition
-  key), and every one whose stored `fraud_score` reaches `alert_threshold` is in `alerts_by_day`.
-
-Ids are the SHA-256 of the row, so replaying the same slice again writes the same Cassandra rows
-(an upsert); the check counts distinct ids and is true as long as each one sent arrived. A message
-that is not a transaction (someone else's malformed message in the range; the classifier
-dead-letters it) is listed in the report and not required in Cassandra. A failed check is a verdict,
-not an accident: the task fails at once, without retries (a lost connection is retried).
-
-`topic_offsets_after` runs before `classify_stream` on purpose: an available-now query processes
-everything in the topic when it starts, so it covers the whole range.
-
-## Checkpoint: one per keyspace and topic, kept across runs
-`<data_root>/checkpoints/fraud_streaming/<keyspace>/<topic>` records how far the topic has been
-classified into that keyspace. Each run continues where the last one stopped (it classifies its own
-slice and anything left unclassified before it, not the whole topic again), a run whose classifier
-failed half-way is completed by the next one, and a new keyspace starts from the beginning of the
-topic, so its customer history is complete. A per-run checkpoint would make every run read the
-topic from its first offset: the check would still hold, at the cost of classifying everything again.
-Do not share the folder with a classifier running outside Airflow (give that one its own `--checkpoint`). If the
-topic is deleted and created again, delete the checkpoint folder too (the query refuses offsets that
-went backwards).
-
-## Params (the trigger form)
-- `data_root`: runs and checkpoints go under it (default: `FRAUDLAB_DATA`, else the checkout's `data/`).
-- `input_path`: the BankSim CSV (file or folder); empty means `<data_root>/raw/transactions.csv`.
-- `rows`: the slice: the first N valid rows in event order (`--limit`).
-- `start_date`: the date of step 0.
-- `model_uri`: `models:/fraudlab_fraud_classifier@champion` (the registry's champion) or a saved
-  model folder; `mlflow_tracking_uri`: the registry it is read from.
-- `topic`, `alerts_topic`, `dead_letter_topic`: the Kafka topics; `keyspace`: the Cassandra keyspace
-  (it must hold the lab's tables, `compose/cassandra/schema.cql`).
-- `alert_threshold`: the `fraud_score` from which a transaction is an alert.
-
-## Connections
-- `kafka_default` (`AIRFLOW_CONN_KAFKA_DEFAULT`): the broker list in the extra's `bootstrap.servers`
-  (or host and port); without it, `KAFKA_BOOTSTRAP`, else `127.0.0.1:9092`.
-- `cassandra_default` (`AIRFLOW_CONN_CASSANDRA_DEFAULT`): host (comma-separated for several) and port;
-  without it, `CASSANDRA_HOST`/`CASSANDRA_PORT`, else `127.0.0.1:9042`.
-- `spark_default`, as for the batch DAGs. Spark's Kafka connector jars are passed with `--jars` from
-  `.lab/jars/spark-kafka/` when that folder holds them (`python -m services.runner fetch spark-kafka`);
-  otherwise Spark must have them in its own `jars/` (the lab's images do).
-
-Per run, under `<data_root>/runs/fraud_streaming/<run_id>/`: `fraudlab.zip`, `quarantine/` (rows the
-replay rejected), `replay_metrics.json`, `classify_progress.jsonl`, `check_cassandra.json`.
-One run at a time (the checkpoint is shared).
+Its docs (tasks, the check, the checkpoint, params) are ``fraud_streaming.md``, shown on the DAG's page in the UI.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -84,47 +15,54 @@ from airflow.sdk import DAG, Param, task
 from fraudlab import config
 from fraudlab.orchestration import (
     DEFAULT_ARGS,
+    ENDPOINT_MACROS,
     INPUT,
     RUN_DIR,
+    TRY_NUMBER_KEY,
     cassandra_hosts,
     cassandra_port,
     kafka_bootstrap,
+    local_input_params,
     package_task,
     path_safe,
-    spark_kafka_jars,
+    push_try_number,
     spark_submit,
+    start_date_param,
 )
 
 DAG_ID = "fraud_streaming"
 log = logging.getLogger(DAG_ID)
 DETECTION = config.DetectionConfig()
+#: Read here, not by Airflow: a doc_md ending in .md is opened relative to the process's folder, not this one's.
+DOCS = Path(__file__).with_name(f"{DAG_ID}.md").read_text()
 #: The check's Kafka client id.
 CLIENT_ID = "fraud_streaming-check"
+TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
 
 # Run values, rendered when a task runs (RUN_DIR and INPUT as in every DAG).
-QUARANTINE = f"{RUN_DIR}/quarantine"
 REPLAY_METRICS = f"{RUN_DIR}/replay_metrics.json"
+PROGRESS = f"{RUN_DIR}/classify_progress.jsonl"
 CHECKPOINT = "{{ params.data_root }}/checkpoints/{{ dag.dag_id }}/{{ params.keyspace }}/{{ params.topic }}"
 KAFKA = "{{ kafka_bootstrap() }}"
 
-# The apps' flags, exactly as on the command line.
+# The apps' flags, exactly as on the command line (--rows-per-second 0: as fast as possible).
 REPLAY_ARGS = ["--input", INPUT, "--bootstrap-servers", KAFKA, "--topic", "{{ params.topic }}",
-               "--limit", "{{ params.rows }}", "--start-date", "{{ params.start_date }}",
-               "--quarantine", QUARANTINE, "--metrics", REPLAY_METRICS]
+               "--limit", "{{ params.rows }}", "--rows-per-second", "{{ params.rows_per_second or 0 }}",
+               "--start-date", "{{ params.start_date }}", "--quarantine", f"{RUN_DIR}/quarantine",
+               "--metrics", REPLAY_METRICS]
 CLASSIFY_ARGS = ["--model", "{{ params.model_uri }}", "--tracking-uri", "{{ params.mlflow_tracking_uri }}",
-                 "--alert-threshold", "{{ params.alert_threshold }}",
-                 "--bootstrap-servers", KAFKA, "--topic", "{{ params.topic }}",
-                 "--alerts-topic", "{{ params.alerts_topic }}", "--dead-letter-topic", "{{ params.dead_letter_topic }}",
+                 "--alert-threshold", "{{ params.alert_threshold }}", "--bootstrap-servers", KAFKA,
+                 "--topic", "{{ params.topic }}", "--alerts-topic", "{{ params.alerts_topic }}",
+                 "--dead-letter-topic", "{{ params.dead_letter_topic }}", "--keyspace", "{{ params.keyspace }}",
                  "--cassandra-host", "{{ cassandra_hosts()[0] }}", "--cassandra-port", "{{ cassandra_port() }}",
-                 "--keyspace", "{{ params.keyspace }}", "--checkpoint", CHECKPOINT,
-                 "--start-date", "{{ params.start_date }}", "--available-now",
-                 "--progress-file", f"{RUN_DIR}/classify_progress.jsonl"]
+                 "--checkpoint", CHECKPOINT, "--start-date", "{{ params.start_date }}", "--available-now",
+                 "--progress-file", PROGRESS]
 
 
 with DAG(
     dag_id=DAG_ID,
-    description="replay a slice into Kafka -> classify (available-now) into Cassandra -> check Cassandra",
-    doc_md=__doc__,
+    description="replay a slice into Kafka -> classify (available-now) into Cassandra -> check Cassandra and alerts",
+    doc_md=DOCS,
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
@@ -133,24 +71,20 @@ with DAG(
     tags=["fraudlab", "streaming", "spark", "kafka", "cassandra"],
     default_args={**DEFAULT_ARGS, "execution_timeout": timedelta(hours=1)},
     user_defined_filters={"path_safe": path_safe},
-    user_defined_macros={"kafka_bootstrap": kafka_bootstrap, "cassandra_hosts": cassandra_hosts,
-                         "cassandra_port": cassandra_port, "spark_kafka_jars": spark_kafka_jars},
+    user_defined_macros=ENDPOINT_MACROS,
     params={
-        "data_root": Param(str(config.DATA_DIR), type="string", title="Data root",
-                           description="Runs and the classifier's checkpoint are written under it."),
-        "input_path": Param(None, type=["null", "string"], title="Input CSV",
-                            description="BankSim CSV file or folder; empty: <data_root>/raw/transactions.csv."),
+        **local_input_params("Runs and the classifier's checkpoint are written under it."),
         "rows": Param(1000, type="integer", minimum=1, title="Rows to replay",
                       description="The slice: the first N valid rows in event order."),
-        "start_date": Param(config.DEFAULT_START_DATE, type="string", format="date", title="Date of step 0"),
+        "rows_per_second": Param(None, type=["null", "integer"], minimum=0, title="Replay pace (rows per second)",
+                                 description="A chunk of that many rows each second; empty or 0: at full speed."),
+        "start_date": start_date_param(),
         "model_uri": Param(f"models:/{config.MODEL_NAME}@{config.CHAMPION_ALIAS}", type="string",
                            title="Model", description="models:/NAME@ALIAS in the registry, or a saved model folder."),
         "mlflow_tracking_uri": Param(config.MLFLOW_TRACKING_URI, type="string", title="MLflow tracking URI"),
-        "topic": Param(config.TOPIC_TRANSACTIONS, type="string", pattern=r"^[A-Za-z0-9._-]{1,200}$",
-                       title="Transactions topic"),
-        "alerts_topic": Param(config.TOPIC_ALERTS, type="string", pattern=r"^[A-Za-z0-9._-]{1,200}$",
-                              title="Alerts topic"),
-        "dead_letter_topic": Param(config.TOPIC_DEAD_LETTER, type="string", pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        "topic": Param(config.TOPIC_TRANSACTIONS, type="string", pattern=TOPIC_PATTERN, title="Transactions topic"),
+        "alerts_topic": Param(config.TOPIC_ALERTS, type="string", pattern=TOPIC_PATTERN, title="Alerts topic"),
+        "dead_letter_topic": Param(config.TOPIC_DEAD_LETTER, type="string", pattern=TOPIC_PATTERN,
                                    title="Dead-letter topic"),
         "keyspace": Param(config.CASSANDRA_KEYSPACE, type="string", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,47}$",
                           title="Cassandra keyspace", description="Must hold the lab's tables (schema.cql)."),
@@ -165,44 +99,40 @@ with DAG(
         """The end offset of each partition of the topic, now (``{}`` before the topic exists)."""
         from fraudlab.io import kafka  # here, not at the top: parsing the DAG file needs no Kafka client or Spark
 
-        bootstrap = kafka_bootstrap()
-        offsets = kafka.end_offsets(bootstrap, topic, CLIENT_ID)
-        log.info("%s at %s: end offsets %s", topic, bootstrap, offsets)
+        offsets = kafka.end_offsets(kafka_bootstrap(), topic, CLIENT_ID)
+        log.info("%s at %s: end offsets %s", topic, kafka_bootstrap(), offsets)
         return {"topic": topic, "offsets": offsets}
 
     @task(retry_delay=timedelta(seconds=30))
-    def check_cassandra(before: dict, after: dict, topic: str, keyspace: str, alert_threshold: str,
-                        replay_metrics: str, report: str) -> dict:
-        """Every transaction of this run's offset range is in scored_transactions, every alert in alerts_by_day."""
+    def check_outputs(snapshots: list[dict], keyspace: str, alert_threshold: str, replay_metrics: str, progress: str,
+                      report: str, ti=None) -> dict:
+        """The run's transactions in scored_transactions, its alerts in alerts_by_day and on the alerts topic."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from fraudlab.streaming.check import check_run  # here, not at the top: it imports Spark
+        from fraudlab.streaming import check  # here, not at the top: it imports Spark
 
-        if before["topic"] != topic or after["topic"] != topic:
-            raise AirflowFailException(f"offsets were taken on {before['topic']}/{after['topic']}, not {topic}")
-        rows_sent = int(json.loads(Path(replay_metrics).read_text())["rows_sent"])
-        result = check_run((kafka_bootstrap(), cassandra_hosts(), cassandra_port()), topic, keyspace,
-                           (before["offsets"], after["offsets"]), rows_sent, float(alert_threshold), CLIENT_ID)
-        Path(report).parent.mkdir(parents=True, exist_ok=True)
-        Path(report).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-        if result["failures"]:
-            # A verdict on data that is already written: retrying gives the same answer.
-            raise AirflowFailException("; ".join(result["failures"]) + f" (report: {report})")
-        log.info("Cassandra (keyspace %s) holds all %d transactions sent and their %d alerts",
-                 keyspace, result["transactions_sent"], result["alerts_expected"])
-        return {k: v for k, v in result.items() if k not in ("missing", "alerts_missing", "not_transactions")}
+        tries = ti.xcom_pull(task_ids="classify_stream", key=TRY_NUMBER_KEY)
+        try:
+            run = check.RunFacts.of(snapshots, replay_metrics, progress, tries)
+            return check.run((kafka_bootstrap(), cassandra_hosts(), cassandra_port()), keyspace, run,
+                             float(alert_threshold), report, CLIENT_ID)
+        except check.CheckFailed as err:  # a verdict on data already written: retrying gives the same answer
+            raise AirflowFailException(str(err)) from err
 
     package = package_task()(run_dir=RUN_DIR)
     before = topic_offsets.override(task_id="topic_offsets_before")(topic="{{ params.topic }}")
     after = topic_offsets.override(task_id="topic_offsets_after")(topic="{{ params.topic }}")
+    alerts_before = topic_offsets.override(task_id="alerts_offsets_before")(topic="{{ params.alerts_topic }}")
+    alerts_after = topic_offsets.override(task_id="alerts_offsets_after")(topic="{{ params.alerts_topic }}")
 
     replay = spark_submit("stream_csv_to_kafka", REPLAY_ARGS, package, jars="{{ spark_kafka_jars() }}")
-    # --available-now: scores what the topic holds when it starts, then exits.
-    classify = spark_submit("classify_stream", CLASSIFY_ARGS, package, jars="{{ spark_kafka_jars() }}")
-    check = check_cassandra(
-        before=before, after=after, topic="{{ params.topic }}", keyspace="{{ params.keyspace }}",
-        alert_threshold="{{ params.alert_threshold }}", replay_metrics=REPLAY_METRICS,
-        report=f"{RUN_DIR}/check_cassandra.json",
+    # --available-now: scores what the topic holds when it starts, then exits; its try number is for the check.
+    classify = spark_submit("classify_stream", CLASSIFY_ARGS, package, jars="{{ spark_kafka_jars() }}",
+                            on_execute_callback=push_try_number)
+    verdict = check_outputs(
+        snapshots=[before, after, alerts_before, alerts_after], keyspace="{{ params.keyspace }}",
+        alert_threshold="{{ params.alert_threshold }}", replay_metrics=REPLAY_METRICS, progress=PROGRESS,
+        report=f"{RUN_DIR}/check_outputs.json",
     )
 
-    before >> replay >> after >> classify >> check
+    before >> replay >> after >> alerts_before >> classify >> alerts_after >> verdict

@@ -15,11 +15,12 @@ never sent. Valid rows are sorted by ``step`` (then ``transaction_id``);
 ``--limit N`` sends the first N of them. The value is the JSON of
 ``fraudlab.schemas.TRANSACTION_MESSAGE_SCHEMA``; Spark's Kafka sink writes it.
 
-Pace: by default everything at once, as fast as the sink goes. ``--rows-per-second
-N`` sends chunks of ``N * tick`` rows every ``--tick-seconds``. ``--step-by-step``
-sends one step (one day of event time) at a time, compressed by ``--speedup``
-(the default 8640 makes a day last 10 s). Each chunk is written by one task, so
-every Kafka partition receives its rows in event order.
+Pace: by default everything at once, as fast as the sink goes (so does
+``--rows-per-second 0``). ``--rows-per-second N`` sends chunks of ``N * tick`` rows
+every ``--tick-seconds``. ``--step-by-step`` sends one step (one day of event time)
+at a time, compressed by ``--speedup`` (the default 8640 makes a day last 10 s).
+Each chunk is written by one task, so every Kafka partition receives its rows in
+event order.
 
 ``_metrics.json`` (``--metrics``, default inside the quarantine folder) holds
 ``rows_in`` (data lines), ``rows_sent``, ``rows_quarantined``, the reasons, the
@@ -58,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--topic", default=config.TOPIC_TRANSACTIONS)
     parser.add_argument("--limit", type=int, default=None, help="send only the first N valid rows (by step)")
     pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--rows-per-second", type=float, default=None, help="offered rate")
+    pace.add_argument("--rows-per-second", type=float, default=None, help="offered rate; 0: as fast as possible")
     pace.add_argument("--step-by-step", action="store_true", help="one step (a day) at a time, see --speedup")
     parser.add_argument("--speedup", type=float, default=8_640.0,
                         help="with --step-by-step: event time runs this many times faster than real time")
@@ -70,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 0:
         parser.error("--limit must be >= 0")
+    if args.rows_per_second == 0:  # the default, said explicitly (the DAG passes 0 for "no pace")
+        args.rows_per_second = None
     try:
         args.pace = replay.ReplayPace(args.rows_per_second, args.step_by_step, args.speedup, args.tick_seconds)
     except ValueError as err:

@@ -5,11 +5,14 @@ The DAG files in ``dags/`` only orchestrate; the pieces two or more of them need
 - :func:`path_safe`, the Jinja filter that turns a run id into a folder name or S3 key part, and the
   run-value templates built on it (:data:`RUN_DIR`, :data:`INPUT`, :data:`SCORED`, :data:`REPORTS`);
 - :func:`batch_app_args`, the flags of the four batch apps, one list for the local and the EMR DAG;
-- :func:`batch_params`, the trigger-form params both batch DAGs offer;
+- :func:`batch_params`, the trigger-form params both batch DAGs offer; :func:`local_input_params` and
+  :func:`start_date_param`, the params the local DAGs (batch and streaming) state alike;
 - :func:`package_task`, the task that zips ``fraudlab`` into the run folder for ``--py-files``;
 - :func:`spark_submit`, the ``SparkSubmitOperator`` of an app (task id, Spark name and file: one name);
+- :func:`push_try_number`, a callback that tells a later task whether a task was retried;
 - the endpoints a task looks up when it runs: :func:`kafka_bootstrap`, :func:`cassandra_hosts`,
-  :func:`cassandra_port` (Airflow connections, else :mod:`fraudlab.config`), :func:`spark_kafka_jars`.
+  :func:`cassandra_port` (Airflow connections, else :mod:`fraudlab.config`), :func:`spark_kafka_jars`; the
+  same as template macros in :data:`ENDPOINT_MACROS`.
 
 Airflow is imported inside the functions, so the module imports without it (the apps ship it in the zip).
 """
@@ -68,6 +71,25 @@ def batch_app_args(run_dir: str = RUN_DIR) -> dict[str, list[str]]:
     }
 
 
+def local_input_params(data_root_description: str) -> dict[str, Any]:
+    """``data_root`` (default: ``FRAUDLAB_DATA``, else the checkout's ``data/``) and ``input_path``, the first
+    params of the DAGs that run on this machine's paths."""
+    from airflow.sdk import Param
+
+    return {
+        "data_root": Param(str(config.DATA_DIR), type="string", title="Data root", description=data_root_description),
+        "input_path": Param(None, type=["null", "string"], title="Input CSV",
+                            description="BankSim CSV file or folder; empty: <data_root>/raw/transactions.csv."),
+    }
+
+
+def start_date_param():
+    """The ``start_date`` param: the date of step 0 (``--start-date`` of every app that reads the CSV)."""
+    from airflow.sdk import Param
+
+    return Param(config.DEFAULT_START_DATE, type="string", format="date", title="Date of step 0")
+
+
 def batch_params(mlflow_tracking_uri: Any) -> dict[str, Any]:
     """The trigger-form params both batch DAGs have, in form order, with the DAG's own MLflow URI param.
 
@@ -77,7 +99,7 @@ def batch_params(mlflow_tracking_uri: Any) -> dict[str, Any]:
 
     gate = config.GateThresholds()
     return {
-        "start_date": Param(config.DEFAULT_START_DATE, type="string", format="date", title="Date of step 0"),
+        "start_date": start_date_param(),
         "search": Param("fast", enum=["fast", "full", "smoke"], title="Hyper-parameter search",
                         description="fast: a small grid; full: the whole grid (much slower); "
                                     "smoke: one candidate per family, for a first try on a small cluster."),
@@ -120,6 +142,17 @@ def spark_submit(app: str, args: list[str], py_files: Any, **kwargs: Any):
         conn_id="spark_default",
         **kwargs,
     )
+
+
+#: The XCom key of :func:`push_try_number`.
+TRY_NUMBER_KEY = "try_number"
+
+
+def push_try_number(context: Any) -> None:
+    """``on_execute_callback``: push the task's try number as its XCom ``try_number`` (a retry's XComs start
+    empty, so a later task pulls the number of the try that succeeded; nothing when the task did not run)."""
+    ti = context["ti"]
+    ti.xcom_push(TRY_NUMBER_KEY, ti.try_number)
 
 
 # --------------------------------------------------------------------------- run-time look-ups
@@ -168,3 +201,8 @@ def cassandra_port() -> int:
 def spark_kafka_jars() -> str:
     """The Kafka connector jars for ``--jars``, comma-separated; empty when Spark is expected to have them."""
     return ",".join(str(p) for p in sorted(SPARK_KAFKA_JARS_DIR.glob("*.jar")))
+
+
+#: The look-ups as template macros (``{{ kafka_bootstrap() }}``, ...), a DAG's ``user_defined_macros``.
+ENDPOINT_MACROS = {"kafka_bootstrap": kafka_bootstrap, "cassandra_hosts": cassandra_hosts,
+                   "cassandra_port": cassandra_port, "spark_kafka_jars": spark_kafka_jars}

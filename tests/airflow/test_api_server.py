@@ -10,15 +10,18 @@ through the API. Every process started here is stopped at the end of the module.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 RUN_TIMEOUT_S = 30 * 60
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +88,14 @@ def test_dag_list_holds_every_dag(services, token, api):
     expected = {"fraud_batch_local", "fraud_batch_emr", "fraud_monthly_report", "fraud_streaming"}
     assert expected <= set(dags)
     assert all(dags[d]["owners"] == ["fraudlab"] for d in expected)
+
+
+def test_streaming_docs_reach_the_ui_from_the_markdown_file(services, token, api):
+    """The DAG processor serialises fraud_streaming.md's text (read by the DAG file), not the file's name."""
+    status, body = api("GET", f"{services.base_url}/api/v2/dags/fraud_streaming/details", token)
+    assert status == 200, body
+    assert body["doc_md"] == inspect.cleandoc((REPO / "dags" / "fraud_streaming.md").read_text())
+    assert "## The check: what this run sent, in Cassandra and on the alerts topic" in body["doc_md"]
 
 
 def test_triggered_run_succeeds(triggered_run, services):

@@ -42,12 +42,15 @@ EXPECTED_GRAPHS = {
     },
     "fraud_streaming": {
         "package_fraudlab": {"stream_csv_to_kafka", "classify_stream"},
-        "topic_offsets_before": {"stream_csv_to_kafka", "check_cassandra"},
+        "topic_offsets_before": {"stream_csv_to_kafka", "check_outputs"},
         "stream_csv_to_kafka": {"topic_offsets_after"},
         # The range is closed before the classifier starts, so its available-now run covers it.
-        "topic_offsets_after": {"classify_stream", "check_cassandra"},
-        "classify_stream": {"check_cassandra"},
-        "check_cassandra": set(),
+        "topic_offsets_after": {"alerts_offsets_before", "check_outputs"},
+        # The alerts topic's range is opened before the classifier starts and closed once it is done.
+        "alerts_offsets_before": {"classify_stream", "check_outputs"},
+        "classify_stream": {"alerts_offsets_after"},
+        "alerts_offsets_after": {"check_outputs"},
+        "check_outputs": set(),
     },
 }
 SPARK_APPS_RUN = ("prepare_data", "fit_model", "score_claims", "monthly_report")
@@ -93,9 +96,20 @@ def test_schedule_catchup_start_date_docs_and_tags_are_stated(path):
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=DAG_IDS)
-def test_docs_are_the_module_docstring(dagbag, path):
+def test_docs_are_the_module_docstring_or_the_markdown_file_next_to_it(dagbag, path):
+    """A DAG's UI docs are its module docstring, or ``<dag_id>.md`` beside it when the docs are long."""
     docstring = ast.get_docstring(ast.parse(path.read_text()), clean=False)
-    assert docstring and dagbag.dags[path.stem].doc_md == docstring
+    markdown = path.with_suffix(".md")
+    docs = markdown.read_text() if markdown.is_file() else docstring
+    assert docstring and docs and dagbag.dags[path.stem].doc_md == docs
+    assert docs.startswith(f"\n# {path.stem}\n") or docs.startswith(f"# {path.stem}\n")
+
+
+def test_streaming_docs_are_the_markdown_file_and_name_every_task_and_param(dagbag):
+    dag = dagbag.dags["fraud_streaming"]
+    assert dag.doc_md == (DAGS_DIR / "fraud_streaming.md").read_text()
+    for name in [*dag.task_dict, *dag.params]:
+        assert f"`{name}`" in dag.doc_md, f"fraud_streaming.md does not mention {name}"
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=DAG_IDS)
@@ -233,11 +247,38 @@ def test_streaming_dag_replays_then_classifies_available_now(dagbag):
     assert dag.params["model_uri"] == "models:/fraudlab_fraud_classifier@champion"
 
 
+def test_streaming_replay_pace_is_a_param_passed_to_the_replay(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+    from jinja2 import Template
+
+    dag = dagbag.dags["fraud_streaming"]
+    args = dag.task_dict["stream_csv_to_kafka"].application_args
+    pace = args[args.index("--rows-per-second") + 1]
+    # Empty or 0: --rows-per-second 0, which the replay reads as "as fast as possible".
+    assert [Template(pace).render(params={"rows_per_second": n}) for n in (None, 0, 250)] == ["0", "0", "250"]
+    param = dag.params.get_param("rows_per_second")
+    assert param.value is None, "unpaced by default"
+    assert [param.resolve(n) for n in (None, 0, 250)] == [None, 0, 250]
+    for bad in (-1, 2.5, "fast"):
+        with pytest.raises(ParamValidationError):
+            param.resolve(bad)
+
+
+def test_streaming_check_knows_whether_the_classifier_was_retried(dagbag):
+    from fraudlab.orchestration import TRY_NUMBER_KEY, push_try_number
+
+    dag = dagbag.dags["fraud_streaming"]
+    assert push_try_number in dag.task_dict["classify_stream"].on_execute_callback
+    pushed = {}
+    push_try_number({"ti": SimpleNamespace(try_number=2, xcom_push=pushed.__setitem__)})
+    assert pushed == {TRY_NUMBER_KEY: 2}
+
+
 def test_streaming_endpoints_come_from_connections_else_the_lab_defaults(dagbag, monkeypatch):
     from fraudlab import config
 
     # The DAG file's own functions, as the tasks call them.
-    module = SimpleNamespace(**dagbag.dags["fraud_streaming"].task_dict["check_cassandra"].python_callable.__globals__)
+    module = SimpleNamespace(**dagbag.dags["fraud_streaming"].task_dict["check_outputs"].python_callable.__globals__)
     monkeypatch.delenv("AIRFLOW_CONN_KAFKA_DEFAULT", raising=False)
     monkeypatch.delenv("AIRFLOW_CONN_CASSANDRA_DEFAULT", raising=False)
     assert module.kafka_bootstrap() == config.KAFKA_BOOTSTRAP

@@ -8,14 +8,17 @@ compose stack gives them), and scores with the champion that ``fraud_batch_local
 registered (``batch_local_run``). Three runs, one after the other, share the
 DAG's checkpoint:
 
-1. 1,000 rows: every task succeeds and Cassandra holds exactly the 1,000
-   transactions sent, the alerts exactly those whose score reaches the threshold;
+1. 1,000 rows, as fast as possible: every task succeeds and Cassandra holds
+   exactly the 1,000 transactions sent, the alerts (table and topic, one record
+   each) exactly those whose score reaches the threshold;
 2. 1,200 rows with the classifier marked successful without running (what a
    classifier that exits 0 having written nothing looks like): the data-quality
-   task fails the run, at once, naming the 200 transactions Cassandra lacks;
-3. 1,200 rows again: the classifier continues from the checkpoint (run 2's
-   unclassified messages and its own, not run 1's again), the check passes, and
-   Cassandra holds the 1,200 transactions once each.
+   task fails the run, at once, naming the 200 transactions Cassandra lacks and
+   the flagged ones the alerts topic lacks;
+3. 1,200 rows again, paced (``rows_per_second``): the classifier continues from
+   the checkpoint (run 2's unclassified messages and its own, not run 1's
+   again), the check passes, Cassandra holds the 1,200 transactions once each
+   and the alerts topic one alert per flagged one.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 DAG_ID = "fraud_streaming"
 TASKS = ("package_fraudlab", "topic_offsets_before", "stream_csv_to_kafka", "topic_offsets_after",
-         "classify_stream", "check_cassandra")
+         "alerts_offsets_before", "classify_stream", "alerts_offsets_after", "check_outputs")
 FIRST_ROWS = 1_000
 MORE_ROWS = 1_200
+#: Run 3's pace: two chunks of 600 rows, a second apart.
+ROWS_PER_SECOND = 600
 ALERT_THRESHOLD = 0.8
 
 
@@ -53,7 +58,7 @@ class StreamRun:
     run_dir: Path
 
     def report(self) -> dict:
-        return json.loads((self.run_dir / "check_cassandra.json").read_text())
+        return json.loads((self.run_dir / "check_outputs.json").read_text())
 
 
 def run_streaming(dag, conf: dict, label: str, timings: dict, mark_success_pattern: str | None = None) -> StreamRun:
@@ -71,6 +76,12 @@ def run_streaming(dag, conf: dict, label: str, timings: dict, mark_success_patte
 
 
 # --------------------------------------------------------------------------- Kafka and Cassandra
+
+
+def flagged_ids(keyspace: str) -> set[str]:
+    """The stored transactions whose fraud_score reaches the threshold."""
+    scored = cassandra_rows(keyspace, "scored_transactions", "transaction_id, fraud_score")
+    return {r.transaction_id for r in scored if r.fraud_score >= ALERT_THRESHOLD}
 
 
 def topic_keys(bootstrap: str, topic: str) -> list[str]:
@@ -151,8 +162,8 @@ def skipped_classifier_run(first_run, stream, dagbag, timings) -> StreamRun:
 
 @pytest.fixture(scope="module")
 def recovery_run(skipped_classifier_run, stream, dagbag, timings) -> StreamRun:
-    conf = {**stream["conf"], "rows": MORE_ROWS}
-    return run_streaming(dagbag.dags[DAG_ID], conf, f"{DAG_ID} (dag.test, {MORE_ROWS} rows, from the checkpoint)",
+    conf = {**stream["conf"], "rows": MORE_ROWS, "rows_per_second": ROWS_PER_SECOND}
+    return run_streaming(dagbag.dags[DAG_ID], conf, f"{DAG_ID} (dag.test, {MORE_ROWS} rows paced, from the checkpoint)",
                          timings)
 
 
@@ -167,6 +178,7 @@ def test_run_succeeds_task_by_task(first_run):
 def test_cassandra_holds_exactly_the_transactions_sent(first_run, stream):
     metrics = json.loads((first_run.run_dir / "replay_metrics.json").read_text())
     assert metrics["rows_sent"] == FIRST_ROWS and metrics["topic"] == stream["topic"]
+    assert metrics["pace"]["rows_per_second"] is None and metrics["chunks"] == 1, "unpaced by default"
     sent = topic_keys(stream["bootstrap"], stream["topic"])
     assert len(sent) == len(set(sent)) == FIRST_ROWS
     rows = cassandra_rows(stream["keyspace"], "scored_transactions", "transaction_id, fraud_score")
@@ -179,12 +191,25 @@ def test_cassandra_holds_exactly_the_transactions_sent(first_run, stream):
 
 
 def test_alerts_are_the_transactions_at_or_above_the_threshold(first_run, stream):
-    scored = cassandra_rows(stream["keyspace"], "scored_transactions", "transaction_id, fraud_score")
-    expected = {r.transaction_id for r in scored if r.fraud_score >= ALERT_THRESHOLD}
+    expected = flagged_ids(stream["keyspace"])
+    assert expected, f"no transaction reached {ALERT_THRESHOLD}: the alert checks would prove nothing"
     stored = [r.transaction_id for r in cassandra_rows(stream["keyspace"], "alerts_by_day", "transaction_id")]
     assert sorted(stored) == sorted(expected)
-    assert set(topic_keys(stream["bootstrap"], stream["alerts_topic"])) == expected
+    on_topic = topic_keys(stream["bootstrap"], stream["alerts_topic"])
+    assert sorted(on_topic) == sorted(expected), "one alert record per flagged transaction"
     assert first_run.report()["alerts_expected"] == first_run.report()["in_alerts_by_day"] == len(expected)
+
+
+def test_check_counts_one_alert_record_per_flagged_transaction(first_run, stream):
+    report = first_run.report()
+    expected = len(flagged_ids(stream["keyspace"]))
+    assert report["alerts_topic"] == stream["alerts_topic"]
+    assert report["alert_messages_in_range"] == report["alerts_on_topic"] == report["flagged_on_topic"] == expected
+    assert report["alerts_missing_on_topic"] == report["alerts_unflagged"] == []
+    assert report["alerts_duplicated"] == {} and report["alerts_resent"] == 0
+    assert report["alerts_of_other_transactions"] == 0
+    assert report["rows_classified"] == FIRST_ROWS and report["classified_outside_range"] == 0
+    assert report["classify_tries"] == 1
 
 
 def test_checkpoint_is_kept_per_keyspace_and_topic(first_run, stream):
@@ -196,9 +221,9 @@ def test_checkpoint_is_kept_per_keyspace_and_topic(first_run, stream):
 
 
 def test_missing_rows_fail_the_run_at_the_check(skipped_classifier_run):
-    assert skipped_classifier_run.states == {**{task: "success" for task in TASKS}, "check_cassandra": "failed"}
+    assert skipped_classifier_run.states == {**{task: "success" for task in TASKS}, "check_outputs": "failed"}
     assert skipped_classifier_run.state == "failed"
-    assert skipped_classifier_run.tries["check_cassandra"] == 1, "a verdict is not retried"
+    assert skipped_classifier_run.tries["check_outputs"] == 1, "a verdict is not retried"
 
 
 def test_failure_names_the_missing_transactions(skipped_classifier_run, first_run, stream):
@@ -216,6 +241,17 @@ def test_failure_names_the_missing_transactions(skipped_classifier_run, first_ru
                               f"{report['missing'][0]}, ")
 
 
+def test_failure_names_the_flagged_transactions_the_alerts_topic_lacks(skipped_classifier_run, stream):
+    report = skipped_classifier_run.report()
+    # Nothing classified in this run: the flagged ones are run 1's, stored before, and not alerted again.
+    flagged = flagged_ids(stream["keyspace"])
+    assert report["alert_messages_in_range"] == report["alerts_on_topic"] == 0
+    assert report["alerts_missing_on_topic"] == sorted(flagged) and report["flagged_on_topic"] == 0
+    assert report["rows_classified"] == 0 and report["classify_tries"] == 0
+    assert any(f.startswith(f"the alerts topic holds alerts for 0 of the {len(flagged)} flagged transactions")
+               for f in report["failures"])
+
+
 # --------------------------------------------------------------------------- run 3: the checkpoint catches up
 
 
@@ -229,3 +265,21 @@ def test_next_run_classifies_what_was_left_and_passes(recovery_run, stream):
     rows = cassandra_rows(stream["keyspace"], "scored_transactions", "transaction_id")
     assert len(rows) == len({r.transaction_id for r in rows}) == MORE_ROWS
     assert recovery_run.report()["passed"] is True
+
+
+def test_next_run_replays_at_the_pace_asked(recovery_run):
+    metrics = json.loads((recovery_run.run_dir / "replay_metrics.json").read_text())
+    assert metrics["pace"]["rows_per_second"] == ROWS_PER_SECOND
+    assert metrics["rows_sent"] == MORE_ROWS and metrics["chunks"] == MORE_ROWS // ROWS_PER_SECOND
+
+
+def test_catching_up_classifies_both_slices_and_alerts_each_flagged_transaction_once(recovery_run, stream):
+    report = recovery_run.report()
+    flagged = flagged_ids(stream["keyspace"])
+    # Run 2's messages and run 3's are the same slice, read in one micro-batch: the classifier scores one copy
+    # of each transaction of a batch, so each flagged one is alerted once; the check counts what it read beyond
+    # the range as the room for duplicates a second batch would have made.
+    assert report["rows_classified"] == 2 * MORE_ROWS and report["classified_outside_range"] == MORE_ROWS
+    assert report["alerts_on_topic"] == report["alert_messages_in_range"] == report["flagged_on_topic"] == len(flagged)
+    assert report["alerts_duplicated"] == {} and report["alerts_resent"] == 0
+    assert report["alerts_missing_on_topic"] == report["alerts_unflagged"] == [] and report["failures"] == []
