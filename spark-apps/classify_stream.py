@@ -27,7 +27,7 @@ import argparse
 import logging
 import sys
 
-from fraudlab import config, registry
+from fraudlab import cli, config, registry
 from fraudlab.logs import configure_logging
 from fraudlab.session import build_spark
 from fraudlab.streaming import batch, sink
@@ -42,40 +42,38 @@ DEFAULT_CHECKPOINT = config.DATA_DIR / "checkpoints" / APP_NAME
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = config.DetectionConfig()
     writes = sink.CassandraSettings()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__, APP_NAME)
     parser.add_argument("--model", default=registry.champion_uri(), help="model folder or models:/NAME@ALIAS")
     parser.add_argument("--tracking-uri", default=config.MLFLOW_TRACKING_URI)
-    parser.add_argument("--threshold", type=float, default=None,
+    parser.add_argument("--threshold", type=cli.probability, default=None,
                         help="model decision threshold (default: the one chosen at training)")
-    parser.add_argument("--alert-threshold", type=float, default=defaults.alert_threshold,
+    parser.add_argument("--alert-threshold", type=cli.number_between(0.0, 1.0, low_open=True),
+                        default=defaults.alert_threshold,
                         help="fraud_score from which a transaction is sent as an alert")
     parser.add_argument("--bootstrap-servers", default=config.KAFKA_BOOTSTRAP)
     parser.add_argument("--topic", default=config.TOPIC_TRANSACTIONS, help="transactions to classify")
     parser.add_argument("--alerts-topic", default=config.TOPIC_ALERTS)
     parser.add_argument("--dead-letter-topic", default=config.TOPIC_DEAD_LETTER)
-    parser.add_argument("--max-offsets-per-trigger", type=int, default=None, help="cap on messages per batch")
+    parser.add_argument("--max-offsets-per-trigger", type=cli.int_at_least(1), default=None,
+                        help="cap on messages per batch")
     parser.add_argument("--cassandra-host", default=config.CASSANDRA_HOST)
-    parser.add_argument("--cassandra-port", type=int, default=config.CASSANDRA_PORT)
+    parser.add_argument("--cassandra-port", type=cli.port, default=config.CASSANDRA_PORT)
     parser.add_argument("--keyspace", default=config.CASSANDRA_KEYSPACE)
-    parser.add_argument("--write-concurrency", type=int, default=writes.concurrency,
+    parser.add_argument("--write-concurrency", type=cli.int_at_least(1), default=writes.concurrency,
                         help="Cassandra requests in flight per writer")
-    parser.add_argument("--write-retry-seconds", type=float, default=writes.retry_seconds,
+    parser.add_argument("--write-retry-seconds", type=cli.number_at_least(0.0), default=writes.retry_seconds,
                         help="how long failed Cassandra statements are retried before the query fails")
-    parser.add_argument("--writers", type=int, default=None,
+    parser.add_argument("--writers", type=cli.int_at_least(1), default=None,
                         help="parallel Cassandra writers per batch (default: Spark's default parallelism)")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint folder of the query")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--trigger-interval", default="2 seconds", help='micro-batch interval, e.g. "1 second"')
+    mode.add_argument("--trigger-interval", type=cli.interval, default="2 seconds",
+                      help='micro-batch interval, e.g. "1 second"')
     mode.add_argument("--available-now", action="store_true", help="process what is in the topic, then exit")
-    parser.add_argument("--start-date", default=config.DEFAULT_START_DATE,
+    parser.add_argument("--start-date", type=cli.iso_date, default=config.DEFAULT_START_DATE,
                         help="date of step 0 (for messages validated without an event_time; none are)")
     parser.add_argument("--progress-file", default=None, help="append each batch's figures here as JSON lines")
-    args = parser.parse_args(argv)
-    if not 0.0 < args.alert_threshold <= 1.0:
-        parser.error("--alert-threshold must lie in (0, 1]")
-    if args.max_offsets_per_trigger is not None and args.max_offsets_per_trigger < 1:
-        parser.error("--max-offsets-per-trigger must be >= 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ import logging
 import sys
 from dataclasses import fields
 
-from fraudlab import config
+from fraudlab import cli, config
 from fraudlab.train import search as train_search
 from fraudlab.train import split as train_split
 from fraudlab.logs import configure_logging
@@ -41,15 +41,16 @@ log = logging.getLogger(APP_NAME)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__, APP_NAME)
     parser.add_argument("--input", default=str(config.PREPARED_DIR), help="prepared Parquet data set")
     parser.add_argument("--model-dir", default=str(config.MODEL_DIR), help="where the PipelineModel is (over)written")
-    parser.add_argument("--test-from-step", type=int, default=None,
+    parser.add_argument("--test-from-step", type=cli.int_at_least(1), default=None,
                         help="first test step (default: the last 20%% of the step range)")
-    parser.add_argument("--validation-share", type=float, default=train_split.DEFAULT_HOLDOUT_SHARE,
+    parser.add_argument("--validation-share", type=cli.number_between(0.0, 1.0, low_open=True, high_open=True),
+                        default=train_split.DEFAULT_HOLDOUT_SHARE,
                         help="share of the training steps (the latest) used to choose model and threshold")
     parser.add_argument("--search", choices=train_search.SEARCH_MODES, default="fast", help="hyper-parameter grid")
-    parser.add_argument("--parallelism", type=int, default=2, help="candidates fitted at once")
+    parser.add_argument("--parallelism", type=cli.int_at_least(1), default=2, help="candidates fitted at once")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--gate", action="append", default=[], metavar="RULE=VALUE",
                         help="gate rule, e.g. min_average_precision=0.8 (repeatable; overrides the defaults)")

@@ -19,7 +19,7 @@ import sys
 import time
 
 from fraudlab.logs import configure_logging
-from fraudlab import config
+from fraudlab import cli, config
 from fraudlab.data import banksim, generator
 
 APP_NAME = "generate_transactions"
@@ -27,16 +27,14 @@ log = logging.getLogger(APP_NAME)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=banksim.FULL_ROWS, help="number of transactions")
+    parser = cli.parser(__doc__, APP_NAME)
+    parser.add_argument("--rows", type=cli.int_at_least(1), default=banksim.FULL_ROWS, help="number of transactions")
     parser.add_argument("--seed", type=int, default=generator.DEFAULT_SEED, help="random seed")
     parser.add_argument("--output", default=str(config.RAW_CSV), help="CSV file to (over)write")
     parser.add_argument("--variant", choices=generator.VARIANTS, default="banksim", help="column layout")
-    parser.add_argument("--start-date", default=config.DEFAULT_START_DATE, help="date of step 0 (with-id only)")
-    args = parser.parse_args(argv)
-    if args.rows < 1:
-        parser.error("--rows must be at least 1")
-    return args
+    parser.add_argument("--start-date", type=cli.iso_date, default=config.DEFAULT_START_DATE,
+                        help="date of step 0 (with-id only)")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

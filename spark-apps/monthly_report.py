@@ -28,10 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 
-from fraudlab import config, io, reports
+from fraudlab import cli, config, io, reports
 from fraudlab.io import claims
 from fraudlab.logs import configure_logging
 from fraudlab.session import build_spark
@@ -41,25 +40,26 @@ log = logging.getLogger(APP_NAME)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__, APP_NAME)
     parser.add_argument("--input", default=str(config.SCORED_DIR), help="scored claims (score_claims.py output)")
     parser.add_argument("--format", choices=claims.FORMATS, default="parquet", help="format of --input")
-    parser.add_argument("--month", required=True, help="the month to report, YYYY-MM")
+    parser.add_argument("--month", type=cli.month, required=True, help="the month to report, YYYY-MM")
     parser.add_argument("--output", default=str(config.REPORTS_DIR),
                         help="reports root; the app writes <output>/month=YYYY-MM/")
-    parser.add_argument("--top-merchants", type=int, default=reports.DEFAULT_TOP_MERCHANTS)
+    parser.add_argument("--top-merchants", type=cli.int_at_least(1), default=reports.DEFAULT_TOP_MERCHANTS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
-    if not re.match(config.MONTH_REGEX, args.month):
-        log.error("--month %r is not YYYY-MM", args.month)
-        return 2
     month_dir = f"{args.output.rstrip('/')}/month={args.month}"
     spark = build_spark(APP_NAME)
     try:
+        problem = io.overlap(spark, {"--input": args.input}, {"--output": month_dir})
+        if problem:
+            log.error("%s", problem)
+            return 2
         if not io.exists(spark, args.input):
             log.error("no scored claims at %s", args.input)
             return 2

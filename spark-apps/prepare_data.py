@@ -17,7 +17,7 @@ import argparse
 import logging
 import sys
 
-from fraudlab import config, io
+from fraudlab import cli, config, io
 from fraudlab.io import claims
 from fraudlab.logs import configure_logging
 from fraudlab.data.parsing import header_line_count, parse_lines, quarantine_reasons
@@ -29,11 +29,12 @@ log = logging.getLogger(APP_NAME)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__, APP_NAME)
     parser.add_argument("--input", default=str(config.RAW_CSV), help="CSV file or folder of CSV files")
     parser.add_argument("--output", default=str(config.PREPARED_DIR), help="Parquet data set to (over)write")
     parser.add_argument("--quarantine", default=str(config.QUARANTINE_DIR), help="where rejected rows go")
-    parser.add_argument("--start-date", default=config.DEFAULT_START_DATE, help="date of step 0 (one step per day)")
+    parser.add_argument("--start-date", type=cli.iso_date, default=config.DEFAULT_START_DATE,
+                        help="date of step 0 (one step per day)")
     return parser.parse_args(argv)
 
 
@@ -42,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     spark = build_spark(APP_NAME)
     try:
+        problem = io.overlap(spark, {"--input": args.input}, {"--output": args.output, "--quarantine": args.quarantine})
+        if problem:
+            log.error("%s", problem)
+            return 2
         columns = claims.csv_columns(spark, args.input, log)
         if columns is None:
             return 2

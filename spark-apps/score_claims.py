@@ -39,7 +39,7 @@ import logging
 import sys
 from dataclasses import fields
 
-from fraudlab import config, registry, scoring
+from fraudlab import cli, config, registry, scoring
 from fraudlab.batch_scoring import ScoreOptions, run
 from fraudlab.io import claims
 from fraudlab.logs import configure_logging
@@ -51,22 +51,24 @@ log = logging.getLogger(APP_NAME)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = config.DetectionConfig()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__, APP_NAME)
     parser.add_argument("--input", default=str(config.PREPARED_DIR), help="claims to score (file or folder)")
     parser.add_argument("--format", choices=claims.FORMATS, default="parquet", help="input format")
     parser.add_argument("--output", default=str(config.SCORED_DIR), help="scored claims to (over)write")
     parser.add_argument("--output-format", choices=claims.FORMATS, default="parquet")
     parser.add_argument("--quarantine", default=None, help="rejected CSV/JSON rows (default <output>_quarantine)")
-    parser.add_argument("--start-date", default=config.DEFAULT_START_DATE, help="date of step 0 (CSV/JSON input)")
+    parser.add_argument("--start-date", type=cli.iso_date, default=config.DEFAULT_START_DATE,
+                        help="date of step 0 (CSV/JSON input)")
     parser.add_argument("--model", default=registry.champion_uri(), help="model folder or models:/NAME@ALIAS")
     parser.add_argument("--tracking-uri", default=config.MLFLOW_TRACKING_URI)
-    parser.add_argument("--threshold", type=float, default=None,
+    parser.add_argument("--threshold", type=cli.probability, default=None,
                         help="decision threshold (default: the one chosen at training)")
-    parser.add_argument("--zscore-threshold", type=float, default=defaults.zscore_threshold)
-    parser.add_argument("--duplicate-window-steps", type=int, default=defaults.duplicate_window_steps)
-    parser.add_argument("--spike-ratio", type=float, default=defaults.spike_ratio)
-    parser.add_argument("--spike-min-history", type=int, default=defaults.spike_min_history)
-    parser.add_argument("--high-risk-threshold", type=float, default=defaults.high_risk_threshold)
+    parser.add_argument("--zscore-threshold", type=cli.number_at_least(0.0, open_=True),
+                        default=defaults.zscore_threshold)
+    parser.add_argument("--duplicate-window-steps", type=cli.int_at_least(0), default=defaults.duplicate_window_steps)
+    parser.add_argument("--spike-ratio", type=cli.number_at_least(1.0), default=defaults.spike_ratio)
+    parser.add_argument("--spike-min-history", type=cli.int_at_least(0), default=defaults.spike_min_history)
+    parser.add_argument("--high-risk-threshold", type=cli.probability, default=defaults.high_risk_threshold)
     parser.add_argument("--rule-weight", action="append", default=[], metavar="RULE=WEIGHT",
                         help=f"weight of a rule in the combined score (rules: {', '.join(scoring.RULES)})")
     return parser.parse_args(argv)

@@ -38,7 +38,7 @@ import time
 
 from pyspark.sql import functions as F
 
-from fraudlab import config, io
+from fraudlab import cli, config, io
 from fraudlab.io import claims
 from fraudlab.logs import configure_logging
 from fraudlab.data.parsing import quarantine_reasons, split_fields, split_valid, validate
@@ -53,26 +53,25 @@ DEFAULT_QUARANTINE = config.DATA_DIR / "stream" / "quarantine"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__, APP_NAME)
     parser.add_argument("--input", default=str(config.RAW_CSV), help="BankSim CSV file or folder")
     parser.add_argument("--bootstrap-servers", default=config.KAFKA_BOOTSTRAP)
     parser.add_argument("--topic", default=config.TOPIC_TRANSACTIONS)
-    parser.add_argument("--limit", type=int, default=None, help="send only the first N valid rows (by step)")
+    parser.add_argument("--limit", type=cli.int_at_least(0), default=None,
+                        help="send only the first N valid rows (by step)")
     pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--rows-per-second", type=float, default=None, help="offered rate; 0: as fast as possible")
+    pace.add_argument("--rows-per-second", type=cli.rate, default=None,
+                      help="offered rate; 0: as fast as possible")
     pace.add_argument("--step-by-step", action="store_true", help="one step (a day) at a time, see --speedup")
-    parser.add_argument("--speedup", type=float, default=8_640.0,
+    parser.add_argument("--speedup", type=cli.number_at_least(0.0, open_=True), default=8_640.0,
                         help="with --step-by-step: event time runs this many times faster than real time")
-    parser.add_argument("--tick-seconds", type=float, default=1.0,
+    parser.add_argument("--tick-seconds", type=cli.number_at_least(0.0, open_=True), default=1.0,
                         help="with --rows-per-second: seconds between chunks")
     parser.add_argument("--quarantine", default=str(DEFAULT_QUARANTINE), help="where rejected rows go")
     parser.add_argument("--metrics", default=None, help="metrics file (default <quarantine>/_metrics.json)")
-    parser.add_argument("--start-date", default=config.DEFAULT_START_DATE, help="date of step 0 (one step per day)")
+    parser.add_argument("--start-date", type=cli.iso_date, default=config.DEFAULT_START_DATE,
+                        help="date of step 0 (one step per day)")
     args = parser.parse_args(argv)
-    if args.limit is not None and args.limit < 0:
-        parser.error("--limit must be >= 0")
-    if args.rows_per_second == 0:  # the default, said explicitly (the DAG passes 0 for "no pace")
-        args.rows_per_second = None
     try:
         args.pace = replay.ReplayPace(args.rows_per_second, args.step_by_step, args.speedup, args.tick_seconds)
     except ValueError as err:

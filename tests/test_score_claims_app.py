@@ -21,6 +21,7 @@ from fraudlab import features
 from fraudlab.train import pipeline as train_pipeline
 from fraudlab.schemas import PREPARED_SCHEMA, SCORED_COLUMNS
 from tests.conftest import run_python_app
+from tests.test_bad_input import assert_refused, earlier_output, tree_digest
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -242,3 +243,37 @@ def test_parquet_input_to_csv_output(spark_submit, model_dir, inputs, tmp_path, 
 def test_bad_rule_weight_is_refused_before_spark_starts():
     assert run_python_app("score_claims.py", "--rule-weight", "velocity=0.3").returncode == 2
     assert run_python_app("score_claims.py", "--rule-weight", "amount_outlier=2").returncode == 2
+
+
+def test_score_claims_refuses_a_file_that_is_not_parquet(spark_submit, tmp_path, model_dir):
+    binary = tmp_path / "claims.parquet"
+    binary.write_bytes(bytes(range(256)) * 64)
+    output = earlier_output(tmp_path / "scored")
+    before = tree_digest(output)
+    proc = spark_submit("score_claims.py", "--input", str(binary), "--format", "parquet", "--output", str(output),
+                        "--model", str(model_dir))
+    assert_refused(proc, "claims.parquet", "not a Parquet data set")
+    assert tree_digest(output) == before
+
+
+def test_score_claims_of_a_header_only_file_keeps_the_earlier_output(spark_submit, tmp_path, model_dir):
+    empty = tmp_path / "empty.csv"
+    empty.write_text(HEADER + "\n")
+    output = earlier_output(tmp_path / "scored")
+    before = tree_digest(output)
+    proc = spark_submit("score_claims.py", "--input", str(empty), "--format", "csv", "--output", str(output),
+                        "--model", str(model_dir))
+    assert_refused(proc, "--input", "no claims to score")
+    assert tree_digest(output) == before
+    assert not (tmp_path / "scored_quarantine").exists()
+
+
+def test_score_claims_refuses_an_output_that_is_its_input(spark_submit, tmp_path, model_dir):
+    raw_csv = tmp_path / "raw" / "claims.csv"
+    raw_csv.parent.mkdir()
+    raw_csv.write_text(HEADER + "\n" + csv_line(1, "C1", "M85975013", "es_food", 12.5, 0) + "\n")
+    before = tree_digest(raw_csv.parent)
+    proc = spark_submit("score_claims.py", "--input", str(raw_csv), "--format", "csv",
+                        "--output", str(raw_csv.parent), "--model", str(model_dir))
+    assert_refused(proc, "--output", "contains --input")
+    assert tree_digest(raw_csv.parent) == before

@@ -39,6 +39,11 @@ class ScoreOptions:
 
 def run(spark: SparkSession, options: ScoreOptions, detection: DetectionConfig) -> int:
     """Score ``options.input`` into ``options.output``; the app's exit code (2: unusable input or model)."""
+    quarantine_path = options.quarantine or f"{options.output.rstrip('/')}_quarantine"
+    problem = io.overlap(spark, {"--input": options.input}, {"--output": options.output, "--quarantine": quarantine_path})
+    if problem:
+        log.error("%s", problem)
+        return 2
     try:
         pipeline_model, info, threshold = registry.load_scoring_model(options.model, options.tracking_uri,
                                                                       options.threshold)
@@ -51,6 +56,11 @@ def run(spark: SparkSession, options: ScoreOptions, detection: DetectionConfig) 
         return 2
     except (HeaderError, ValueError) as err:
         log.error("cannot read %s: %s", options.input, err)
+        return 2
+    if prepared.isEmpty():
+        rejected = quarantine_reasons(quarantine) if quarantine is not None else {}
+        log.error("--input %s holds no claims to score%s: nothing written", options.input,
+                  f" ({sum(rejected.values())} rows rejected: {rejected})" if rejected else "")
         return 2
     version = registry.model_version(info)
     detail = scoring.score_with_features(pipeline_model, prepared, detection, threshold, version).persist()
@@ -66,7 +76,6 @@ def run(spark: SparkSession, options: ScoreOptions, detection: DetectionConfig) 
          "output_format": options.output_format, "model": options.model, "model_version": version,
          "threshold": float(threshold), "detection": detection.as_dict()}, summary, figures)
     if quarantine is not None:
-        quarantine_path = options.quarantine or f"{options.output.rstrip('/')}_quarantine"
         quarantine = quarantine.cache()
         quarantine.write.mode("overwrite").json(quarantine_path)
         reasons = quarantine_reasons(quarantine)

@@ -7,6 +7,7 @@
 
 from fraudlab.io.files import (
     exists,
+    overlap,
     read_header,
     read_json,
     read_lines,
@@ -17,5 +18,5 @@ from fraudlab.io.files import (
     write_text,
 )
 
-__all__ = ["exists", "read_header", "read_json", "read_lines", "read_text", "replace_folder", "write_bytes",
-           "write_json", "write_text"]
+__all__ = ["exists", "overlap", "read_header", "read_json", "read_lines", "read_text", "replace_folder",
+           "write_bytes", "write_json", "write_text"]

@@ -32,10 +32,24 @@ def csv_columns(spark: SparkSession, path: str, log: logging.Logger) -> list[str
         return None
 
 
+def read_prepared(spark: SparkSession, path: str) -> DataFrame:
+    """Prepared data (``prepare_data.py`` output) in :data:`PREPARED_SCHEMA`; ValueError when ``path`` is not a
+    Parquet data set or lacks prepared columns (a fixed schema would read them as nulls)."""
+    try:
+        found = spark.read.parquet(path).schema
+    except Exception as err:  # noqa: BLE001  (AnalysisException, SparkException: not Parquet, no files)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} is not a Parquet data set ({first[:200]})") from None
+    missing = [name for name in PREPARED_COLUMNS if name not in found.fieldNames()]
+    if missing:
+        raise ValueError(f"{path} lacks the prepared column(s) {', '.join(missing)}: is it prepare_data.py output?")
+    return spark.read.schema(PREPARED_SCHEMA).parquet(path).select(*PREPARED_COLUMNS)
+
+
 def read_claims(spark: SparkSession, path: str, fmt: str, start_date: str) -> tuple[DataFrame, DataFrame | None]:
     """``(prepared, quarantine or None)`` for the input format; HeaderError or ValueError on an unusable file."""
     if fmt == "parquet":
-        return spark.read.schema(PREPARED_SCHEMA).parquet(path).select(*PREPARED_COLUMNS), None
+        return read_prepared(spark, path), None
     lines = read_lines(spark, path)
     if fmt == "csv":
         return parse_lines(lines, parse_header(read_header(spark, path)), start_date)

@@ -73,6 +73,32 @@ def exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hpath))
 
 
+def qualified(spark: SparkSession, path: str) -> str:
+    """``path`` as its file system names it, absolute, with its scheme (``file:/work/data/raw``)."""
+    fs, hpath = _hadoop_path(spark, path)
+    return str(fs.makeQualified(hpath).toString()).rstrip("/")
+
+
+def overlap(spark: SparkSession, inputs: dict[str, str | None], outputs: dict[str, str | None]) -> str | None:
+    """Why an output would destroy an input: the first output flag that is, contains or lies in an input
+    (``"--output data/raw contains --input data/raw/transactions.csv"``); None when all are apart."""
+    def within(inner: str, outer: str) -> bool:
+        return inner == outer or inner.startswith(outer + "/")
+
+    named_in = {flag: qualified(spark, path) for flag, path in inputs.items() if path}
+    for out_flag, out_path in outputs.items():
+        if not out_path:
+            continue
+        out = qualified(spark, out_path)
+        for in_flag, source in named_in.items():
+            if within(source, out):
+                relation = "is" if source == out else "contains"
+                return f"{out_flag} {out_path} {relation} {in_flag} {inputs[in_flag]}: it would be overwritten"
+            if within(out, source):
+                return f"{out_flag} {out_path} lies inside {in_flag} {inputs[in_flag]}: choose a folder outside it"
+    return None
+
+
 def read_lines(spark: SparkSession, path: str):
     """Read text files as ``source_file``, ``line_number`` (1-based, in read order), ``raw_line``.
 

@@ -15,12 +15,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fraudlab import config, drift, io
+from fraudlab.io import claims
 from fraudlab import features
 from fraudlab.train import metrics as train_metrics
 from fraudlab.train import pipeline as train_pipeline
 from fraudlab.train import search as train_search
 from fraudlab.train import split as train_split
-from fraudlab.schemas import PREPARED_COLUMNS
 from fraudlab.train.gate import check_gate
 
 #: The app's logger: the run's lines read "fit_model: ..." as the app's own.
@@ -54,7 +54,18 @@ def run(spark: SparkSession, args: FitOptions, thresholds: dict[str, float]) -> 
     The caller owns the session. ``args`` holds the flags of ``fit_model.py``.
     """
     started = time.perf_counter()
-    prepared = spark.read.parquet(args.input).select(*PREPARED_COLUMNS)
+    problem = io.overlap(spark, {"--input": args.input}, {"--model-dir": args.model_dir})
+    if problem:
+        log.error("%s", problem)
+        return 2
+    if not io.exists(spark, args.input):
+        log.error("--input %s: no prepared data there (run prepare_data.py first)", args.input)
+        return 2
+    try:
+        prepared = claims.read_prepared(spark, args.input)
+    except ValueError as err:
+        log.error("--input %s", err)
+        return 2
     # Customer history looks only at earlier steps, so it is computed once over all rows:
     # a test row sees the training-period history it would see when scored.
     data = features.model_input(prepared).persist()
