@@ -33,6 +33,11 @@ CASSANDRA_CONN_ID = "cassandra_default"
 #: Where ``python -m services.runner fetch spark-kafka`` puts Spark's Kafka connector.
 SPARK_KAFKA_JARS_DIR = config.REPO_ROOT / ".lab" / "jars" / "spark-kafka"
 
+#: Connect arguments of a local Airflow's SQLite metadata database (the twin, the tests), named by
+#: ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS``: a writer waits up to a minute for the lock that the
+#: scheduler, the API server and a CLI call (``airflow backfill create``) share, not SQLite's 5 s.
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
+
 #: ``default_args`` every DAG starts from (a DAG adds its own ``execution_timeout``).
 DEFAULT_ARGS: dict[str, Any] = {"owner": "fraudlab", "retries": 2, "retry_delay": timedelta(minutes=1)}
 
