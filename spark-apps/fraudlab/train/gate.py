@@ -22,10 +22,10 @@ def gate_thresholds(rules: list[str], gate_file: str | None) -> dict[str, float]
     """The gate: config defaults, then the JSON file, then ``--gate`` flags. Raises ValueError on a bad rule."""
     thresholds = config.GateThresholds().as_dict()
     if gate_file:
-        rules = json.loads(Path(gate_file).read_text())
-        if not isinstance(rules, dict):
-            raise ValueError(f"{gate_file} holds a JSON {type(rules).__name__}, not an object of RULE: VALUE")
-        for key, value in rules.items():
+        from_file = json.loads(Path(gate_file).read_text())
+        if not isinstance(from_file, dict):
+            raise ValueError(f"{gate_file} holds a JSON {type(from_file).__name__}, not an object of RULE: VALUE")
+        for key, value in from_file.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{gate_file}: rule {key!r} has {value!r}, not a number")
             thresholds[key] = float(value)
