@@ -40,7 +40,8 @@ class ScoreOptions:
 def run(spark: SparkSession, options: ScoreOptions, detection: DetectionConfig) -> int:
     """Score ``options.input`` into ``options.output``; the app's exit code (2: unusable input or model)."""
     quarantine_path = options.quarantine or f"{options.output.rstrip('/')}_quarantine"
-    problem = io.overlap(spark, {"--input": options.input}, {"--output": options.output, "--quarantine": quarantine_path})
+    problem = io.overlap(spark, {"--input": options.input},
+                         {"--output": options.output, "--quarantine": quarantine_path})
     if problem:
         log.error("%s", problem)
         return 2

@@ -27,7 +27,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def parser(doc: str | None, prog: str | None = None) -> OneLineParser:
     """The app's parser, described by the first line of its docstring."""
-    return OneLineParser(prog=prog, description=(doc or "").splitlines()[0] if doc else None)
+    return OneLineParser(prog=prog, description=doc.splitlines()[0] if doc else None)
 
 
 def _number(kind: type, low: float | None, high: float | None, low_open: bool = False,
@@ -43,16 +43,13 @@ def _number(kind: type, low: float | None, high: float | None, low_open: bool = 
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}")
-        if low is not None and (value <= low if low_open else value < low):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}")
-        if high is not None and (value >= high if high_open else value > high):
+            value = math.nan
+        if not (math.isfinite(value)
+                and (low is None or (value > low if low_open else value >= low))
+                and (high is None or (value < high if high_open else value <= high))):
             raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}")
         return value
 
-    convert.__name__ = kind.__name__  # argparse names the type in some messages
     return convert
 
 
@@ -71,14 +68,13 @@ def number_between(low: float, high: float, low_open: bool = False, high_open: b
     return _number(float, low, high, low_open, high_open)
 
 
-def port(text: str) -> int:
-    """A TCP port, 1 to 65535."""
-    return int(_number(int, 1, 65535)(text))
+#: A TCP port, 1 to 65535.
+port = _number(int, 1, 65535)
 
 
 def rate(text: str) -> float | None:
     """Rows per second, ``> 0``; ``0`` means no pace (as fast as possible) and gives None."""
-    value = _number(float, 0.0, None)(text)
+    value = number_at_least(0.0)(text)
     return None if value == 0 else value
 
 
