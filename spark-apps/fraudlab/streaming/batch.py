@@ -40,6 +40,7 @@ from fraudlab.streaming import alerts, codec, history, progress, sink
 #: stages of every batch (it costs more than it saves here). --conf overrides both.
 STREAM_CONF = {"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false"}
 
+
 def apply_stream_conf(spark: SparkSession) -> None:
     """Set :data:`STREAM_CONF` on the session, except what the submit already set."""
     submitted = spark.sparkContext.getConf()

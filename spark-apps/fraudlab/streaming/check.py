@@ -95,7 +95,7 @@ def alert_counts(records, ids) -> tuple[Counter, int]:
     """``({transaction_id: alert records}, other records)`` of the alerts topic's messages in the range.
 
     Records, not distinct keys: an alert sent twice counts twice. An alert is keyed by its ``transaction_id``
-    (:func:`fraudlab.streaming.select_alerts`); only the ids in ``ids`` (this run's) are counted, the rest
+    (:func:`fraudlab.streaming.alerts.select_alerts`); only the ids in ``ids`` (this run's) are counted, the rest
     (other runs' transactions, messages without a key) are only totalled.
     """
     counts: Counter = Counter()
