@@ -135,10 +135,12 @@ def fit_model(target: Path, seed: int) -> Path:
                  .withColumn("transaction_id", F.monotonically_increasing_id().cast("string"))
                  .withColumn("event_time", event_time)
                  .withColumn("event_month", F.date_format(event_time, "yyyy-MM"))).cache()
-        pipeline = train_pipeline.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), features.category_stats(train))
+        stats = features.category_stats(train)
+        pipeline = train_pipeline.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), stats)
         fitted = pipeline.fit(train_pipeline.add_class_weight(features.model_input(train)))
         fitted.write().overwrite().save(str(target))
-        (target / "metrics.json").write_text(json.dumps({"threshold": MODEL_THRESHOLD}))
+        (target / "metrics.json").write_text(json.dumps({"threshold": MODEL_THRESHOLD, "gate": {"passed": True},
+                                                        "category_stats": features.stats_as_json(stats)}))
         return target
     finally:
         spark.stop()

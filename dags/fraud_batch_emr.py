@@ -7,8 +7,8 @@ on `s3://` paths, as `spark-submit --deploy-mode cluster` steps of a cluster tha
 | task | what it does |
 |---|---|
 | `stage_code` | uploads the four apps, `fraudlab.zip` (the package, for `--py-files`) and `bootstrap.sh` to `<run>/code/` |
-| `create_cluster` | `RunJobFlow` with the spec `JOB_FLOW_OVERRIDES` at the top of this file; the bootstrap action installs the apps' Python dependencies on every node |
-| `add_steps` | `prepare_data`, `fit_model` (the validation gate), `score_claims`, `monthly_report`, in order; a failed step cancels the later ones (`CANCEL_AND_WAIT`) |
+| `create_cluster` | `RunJobFlow` with the spec `JOB_FLOW_OVERRIDES` at the top of this file; the bootstrap action installs the apps' Python dependencies on every node. A retry reuses the active cluster named after the run, so it never starts a second one |
+| `add_steps` | `prepare_data`, `fit_model` (the validation gate), `score_claims`, `monthly_report`, in order; a failed step cancels the later ones (`CANCEL_AND_WAIT`). A retry finds the steps an earlier try added and adds none |
 | `watch_step` | one `EmrStepSensor` per step (mapped over the step ids), in reschedule mode, so each step's state shows in the grid |
 | `terminate_cluster` | terminates the cluster whatever happened (`TriggerRule.ALL_DONE`); it is the cluster's teardown, so a failed step still fails the run |
 
@@ -43,15 +43,12 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.amazon.aws.operators.emr import (
-    EmrAddStepsOperator,
-    EmrCreateJobFlowOperator,
-    EmrTerminateJobFlowOperator,
-)
+from airflow.providers.amazon.aws.operators.emr import EmrTerminateJobFlowOperator
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.sdk import DAG, Param, TriggerRule, task
 
 from fraudlab import packaging
+from fraudlab.emr import EmrAddStepsOnceOperator, EmrCreateJobFlowOnceOperator
 from fraudlab.orchestration import BATCH_APPS, DEFAULT_ARGS, RUN_DIR, SPARK_APPS, batch_app_args, batch_params, path_safe
 
 DAG_ID = "fraud_batch_emr"
@@ -164,13 +161,14 @@ with DAG(
 
     staged = stage_code(code_dir=CODE_DIR)
 
-    create_cluster = EmrCreateJobFlowOperator(
+    # Both are safe to retry: a retry finds the cluster and the steps an earlier try made (fraudlab.emr).
+    create_cluster = EmrCreateJobFlowOnceOperator(
         task_id="create_cluster",
         aws_conn_id=AWS_CONN_ID,
         job_flow_overrides=JOB_FLOW_OVERRIDES,
         emr_conn_id=None,  # the whole spec is JOB_FLOW_OVERRIDES above
     )
-    add_steps = EmrAddStepsOperator(
+    add_steps = EmrAddStepsOnceOperator(
         task_id="add_steps",
         aws_conn_id=AWS_CONN_ID,
         job_flow_id=create_cluster.output,

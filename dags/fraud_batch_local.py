@@ -10,7 +10,7 @@ can be rerun from a shell with the command printed at the top of its log.
 |---|---|
 | `package_fraudlab` | zips `spark-apps/fraudlab` into the run folder, shipped to Spark with `--py-files` |
 | `prepare_data` | `prepare_data.py --input ... --output <run>/prepared --quarantine <run>/quarantine` |
-| `fit_model` | `fit_model.py --input <run>/prepared --model-dir <run>/model --gate ...`: exits non-zero when the model misses a gate threshold, which fails the run; nothing is registered then, so the MLflow `champion` alias stays where it was and nothing is scored |
+| `fit_model` | `fit_model.py --input <run>/prepared --model-dir <run>/model --gate ...`: exits non-zero when the model misses a gate threshold, which fails the run; nothing is registered then, so the MLflow `champion` alias stays where it was, the failed model goes to `<run>/model_rejected` (never to `<run>/model`) and nothing is scored |
 | `score_claims` | `score_claims.py` with this run's model on the prepared claims, into `<data_root>/scored/claims` |
 | `monthly_report` | `monthly_report.py --month <report_month>` into `<data_root>/reports/month=YYYY-MM/` |
 

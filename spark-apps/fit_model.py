@@ -15,10 +15,12 @@ steps are a validation slice: every candidate of the search is fitted on the
 earlier training steps and judged there, the best one's decision threshold is
 its best F1 there, and the winner is refitted on all training steps. Writes the
 ``PipelineModel`` to ``--model-dir`` with ``metrics.json`` (test figures, search,
-gate) and ``drift_reference.json`` (training deciles for the PSI) beside it.
+gate) and ``drift_reference.json`` (training deciles for the PSI) beside it, the
+folder swapped in whole once complete. A model that fails the gate goes to
+``<model-dir>_rejected`` instead: ``--model-dir`` keeps the earlier model.
 
 Exit codes: 0 done; 1 the model failed the validation gate (nothing registered,
-``metrics.json`` says why); 2 unusable input or flags.
+``<model-dir>_rejected/metrics.json`` says why); 2 unusable input or flags.
 """
 
 from __future__ import annotations

@@ -15,12 +15,14 @@ writes ``<output>/month=YYYY-MM/``:
   ``duplicate_claims.csv``, ``daily_volumes.csv``: the tables;
 - ``chart.png``: claims and flagged claims per day, and flagged claims per signal.
 
-The month's folder is replaced as a whole and nothing else is touched, so a
-re-run gives the same files and a backfill is one run per month. A month
+The month's folder is written beside its place and swapped in whole when complete
+(a run killed part-way leaves the earlier report as it was), nothing else is
+touched, so a re-run gives the same files and a backfill is one run per month. A month
 without scored claims gets the same files, with ``"has_data": false`` and a
 message in ``report.json``. Nothing depends on the clock.
 
-Exit codes: 0 done; 2 bad flags or no scored data at ``--input``.
+Exit codes: 0 done; 2 bad flags, no scored data at ``--input`` or data that does
+not read as ``--format`` (the earlier report is kept).
 """
 
 from __future__ import annotations
@@ -63,16 +65,20 @@ def main(argv: list[str] | None = None) -> int:
         if not io.exists(spark, args.input):
             log.error("no scored claims at %s", args.input)
             return 2
-        scored = claims.read_scored(spark, args.input, args.format)
-        month = reports.month_report(reports.month_claims(scored, args.month).cache(), args.month, args.input,
-                                     args.top_merchants)
-
-        io.replace_folder(spark, month_dir)
-        for name, text in month.tables.items():
-            io.write_text(spark, f"{month_dir}/{name}", text)
-        io.write_bytes(spark, f"{month_dir}/{reports.CHART_FILE}", month.chart)
-        io.write_text(spark, f"{month_dir}/{reports.REPORT_FILE}",
-                      json.dumps(month.report, indent=2, sort_keys=True) + "\n")
+        try:
+            scored = claims.read_scored(spark, args.input, args.format)
+        except ValueError as err:
+            log.error("--input %s", err)
+            return 2
+        io.skip_checksums(spark, month_dir)
+        with io.publishing(spark, month_dir) as staging:
+            month = reports.month_report(reports.month_claims(scored, args.month).cache(), args.month,
+                                         args.input, args.top_merchants)
+            for name, text in month.tables.items():
+                io.write_text(spark, f"{staging}/{name}", text)
+            io.write_bytes(spark, f"{staging}/{reports.CHART_FILE}", month.chart)
+            io.write_text(spark, f"{staging}/{reports.REPORT_FILE}",
+                          json.dumps(month.report, indent=2, sort_keys=True) + "\n")
 
         summary = month.summary
         if month.report["has_data"]:

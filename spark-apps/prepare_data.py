@@ -8,7 +8,9 @@ Usage:
 
 Every data line ends up in ``--output`` or in ``--quarantine`` (JSON lines with
 the raw line and the reasons); the three counts go to the log and to
-``<output>/_metrics.json``. Re-running overwrites both outputs.
+``<output>/_metrics.json``. Both outputs are written beside their places and swapped in
+when complete, so a re-run replaces them whole and a failed or killed run leaves the
+earlier ones as they were.
 """
 
 from __future__ import annotations
@@ -55,12 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         prepared = prepared.cache()
         quarantine = quarantine.cache()
 
-        prepared.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(args.output)
-        quarantine.write.mode("overwrite").json(args.quarantine)
-
         rows_out = prepared.count()
         rows_quarantined = quarantine.count()
         rows_in = rows_out + rows_quarantined
+        data_lines = lines.count() - header_line_count(lines)
+        if data_lines != rows_in:
+            log.error("row accounting broken: %d data lines but %d out + %d quarantined: nothing written",
+                      data_lines, rows_out, rows_quarantined)
+            return 1
         metrics = {
             "input": args.input,
             "rows_in": rows_in,
@@ -68,12 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             "rows_quarantined": rows_quarantined,
             "quarantine_reasons": quarantine_reasons(quarantine),
         }
-        data_lines = lines.count() - header_line_count(lines)
-        if data_lines != rows_in:
-            log.error("row accounting broken: %d data lines but %d out + %d quarantined",
-                      data_lines, rows_out, rows_quarantined)
-            return 1
-        io.write_json(spark, f"{args.output}/_metrics.json", metrics)
+        with io.publishing(spark, args.output) as output, io.publishing(spark, args.quarantine) as rejected:
+            prepared.write.partitionBy(PARTITION_COLUMN).parquet(output, mode="overwrite")
+            quarantine.write.json(rejected, mode="overwrite")
+            io.write_json(spark, f"{output}/_metrics.json", metrics)
         log.info("rows_in=%d rows_out=%d rows_quarantined=%d", rows_in, rows_out, rows_quarantined)
         return 0
     finally:

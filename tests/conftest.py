@@ -63,6 +63,39 @@ def run_spark_app(app: str, *args: str, master: str = "local[2]", timeout: int =
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
+def kill_spark_app_when(app: str, *args: str, ready, timeout: float = 600,
+                        extra_submit_args: list[str] | None = None) -> None:
+    """Start ``spark-apps/<app>`` through ``spark-submit`` and SIGKILL its whole process group (the
+    launcher, the driver's JVM and Python) as soon as ``ready()`` is true, polled every 20 ms.
+
+    Fails when the app ends first: the kill then proved nothing.
+    """
+    import signal
+    import tempfile
+    import time
+
+    cmd = [str(VENV_BIN / "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false",
+           *(extra_submit_args or []), str(SPARK_APPS / app), *args]
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            if proc.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"{app} ended (exit {proc.returncode}) before the kill point:\n"
+                                     f"{log.read()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{app} did not reach the kill point in {timeout:.0f} s")
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        log.close()
+
+
 @pytest.fixture(scope="session")
 def spark_submit():
     """The :func:`run_spark_app` runner, as a fixture."""

@@ -9,7 +9,7 @@ import pytest
 from pyspark.ml import PipelineModel
 from pyspark.sql import functions as F
 
-from fraudlab import config
+from fraudlab import config, registry
 from fraudlab.data import generator
 from fraudlab import features
 from fraudlab.train import metrics as train_metrics
@@ -17,8 +17,9 @@ from fraudlab.train import pipeline as train_pipeline
 from fraudlab.train import split as train_split
 from fraudlab.drift import DRIFT_FEATURES
 from fraudlab.train.gate import gate_thresholds
-from fraudlab.train.run import FitOptions, run
+from fraudlab.train.run import FitOptions, rejected_dir, run
 from fraudlab.schemas import PARTITION_COLUMN, PREPARED_SCHEMA
+from tests.test_bad_input import earlier_output, tree_digest
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -98,11 +99,13 @@ def test_fit_model_writes_model_metrics_drift_reference_and_registers_the_champi
     assert metrics["mlflow"]["registered_version"] == "1" and metrics["mlflow"]["promoted"] is True
 
 
-def test_fit_model_below_the_gate_exits_non_zero_and_registers_nothing(spark, prepared_path, tmp_path, caplog):
+def test_fit_model_below_the_gate_exits_non_zero_registers_nothing_and_keeps_the_champion_folder(
+        spark, prepared_path, tmp_path, caplog):
     import mlflow
 
     # in-process through the package's training run, on the test session: the plumbing is the one spark-submit runs
-    model_dir = tmp_path / "model"
+    model_dir = earlier_output(tmp_path / "model")  # where the good model lives
+    champion_files = tree_digest(model_dir)
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
     options = FitOptions(input=prepared_path, model_dir=str(model_dir), search="smoke", tracking_uri=tracking_uri)
     gate = ["min_average_precision=0.9999", "min_roc_auc=0", "min_recall=0"]
@@ -112,9 +115,14 @@ def test_fit_model_below_the_gate_exits_non_zero_and_registers_nothing(spark, pr
     assert any(r.levelno == logging.ERROR and "gate failed: test_average_precision" in r.getMessage()
                for r in caplog.records)
 
-    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert tree_digest(model_dir) == champion_files
+    rejected = tmp_path / "model_rejected"
+    assert rejected_dir(str(model_dir)) == str(rejected)
+    metrics = json.loads((rejected / "metrics.json").read_text())
     assert metrics["gate"]["passed"] is False
     assert metrics["gate"]["failed"] == ["min_average_precision"]
+    with pytest.raises(registry.GateRefused, match="failed its validation gate"):
+        registry.load_model(str(rejected))
     check = next(c for c in metrics["gate"]["checks"] if c["rule"] == "min_average_precision")
     assert check["margin"] == pytest.approx(metrics["test_average_precision"] - 0.9999)
     assert metrics["mlflow"]["registered_version"] is None

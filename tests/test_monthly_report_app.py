@@ -15,7 +15,8 @@ import pytest
 
 from fraudlab.schemas import SCORED_COLUMNS, SCORED_SCHEMA
 from fraudlab.scoring import RULES
-from tests.conftest import run_python_app
+from tests.conftest import kill_spark_app_when, run_python_app
+from tests.test_bad_input import assert_refused
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -138,3 +139,27 @@ def test_bad_month_is_refused_before_spark_starts(scored, tmp_path):
         proc = run_python_app("monthly_report.py", "--input", str(scored), "--month", month, "--output", str(tmp_path))
         assert proc.returncode == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_killed_mid_run_keeps_the_earlier_month_and_a_rerun_succeeds(february, spark_submit, scored,
+                                                                             reports_root):
+    run_report(spark_submit, scored, reports_root, "2024-02")
+    before = {p.name: p.read_bytes() for p in february.iterdir()}
+    kill_spark_app_when("monthly_report.py", "--input", str(scored), "--month", "2024-02",
+                        "--output", str(reports_root), "--top-merchants", "2",
+                        ready=lambda: any(reports_root.glob(".month=2024-02.staging-*")),
+                        extra_submit_args=SUBMIT_ARGS)
+    assert {p.name: p.read_bytes() for p in february.iterdir()} == before
+    run_report(spark_submit, scored, reports_root, "2024-02")
+    assert {p.name: p.read_bytes() for p in february.iterdir()} == before
+
+
+def test_report_of_data_in_another_format_is_refused_and_keeps_the_month(february, spark_submit, scored,
+                                                                          reports_root):
+    run_report(spark_submit, scored, reports_root, "2024-02")
+    before = {p.name: p.read_bytes() for p in february.iterdir()}
+    for fmt in ("json", "csv"):
+        proc = spark_submit("monthly_report.py", "--input", str(scored), "--format", fmt, "--month", "2024-02",
+                            "--output", str(reports_root), extra_submit_args=SUBMIT_ARGS)
+        assert_refused(proc, "--input", f"does not read as {fmt}")
+        assert {p.name: p.read_bytes() for p in february.iterdir()} == before

@@ -121,5 +121,6 @@ def test_a_file_that_is_not_banksim_is_a_clear_error_not_a_stack_trace(tmp_path,
                         "--quarantine", str(tmp_path / "q"))
     assert proc.returncode == 2
     output = proc.stdout + proc.stderr
-    assert "unexpected column 'name'" in output
+    assert "field 1 of 2 is not a BankSim column" in output
+    assert "name,price" not in output and "foo" not in output
     assert "Traceback" not in output

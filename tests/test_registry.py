@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from pyspark.ml.classification import LogisticRegression
@@ -41,7 +42,7 @@ def tiny(spark):
 def _log(tiny, uri, ap, register=True, model=True):
     prepared, data, pipeline_model = tiny
     metrics = {"test_average_precision": ap, "test_roc_auc": 0.99, "threshold": 0.7, "train_rows": 60,
-               "gate": {"passed": True}}
+               "gate": {"passed": True}, "category_stats": features.stats_as_json(features.category_stats(data))}
     return registry.log_training_run(
         pipeline_model if model else None, metrics=metrics, params={"model_type": "LogisticRegression"},
         training_data=prepared, input_sample=data,
@@ -117,8 +118,70 @@ def test_load_model_from_a_folder_reads_its_metrics_and_drift_files(spark, tiny,
     _, data, pipeline_model = tiny
     folder = tmp_path / "model"
     pipeline_model.write().save(str(folder))
-    (folder / "metrics.json").write_text(json.dumps({"threshold": 0.42, "test_average_precision": 0.9}))
+    (folder / "metrics.json").write_text(json.dumps({
+        "threshold": 0.42, "test_average_precision": 0.9, "gate": {"passed": True},
+        "category_stats": features.stats_as_json(features.category_stats(data))}))
     loaded, info = registry.load_model(str(folder))
     assert info["threshold"] == 0.42
     assert info["drift_reference"] is None
     assert train_pipeline.predict(loaded, data).count() == data.count()
+
+
+@pytest.mark.parametrize("uri", ["/data/models/fraud_model", "models:/fraud@champion", "models:/fraud/latest"])
+@pytest.mark.parametrize("gate", [{"passed": False, "failed": ["min_recall"]}, None])
+def test_a_model_without_a_passed_gate_is_refused_unless_named_by_version(uri, gate):
+    metrics = {"threshold": 0.5, **({"gate": gate} if gate else {})}
+    why = "failed its validation gate (min_recall)" if gate else "carries no validation gate verdict"
+    with pytest.raises(registry.GateRefused, match=why.replace("(", r"\(").replace(")", r"\)")):
+        registry.check_gate_verdict(uri, metrics)
+
+
+@pytest.mark.parametrize("uri", ["models:/fraud/3", "runs:/0123abcd/model"])
+def test_a_model_named_by_version_loads_with_a_warning_whatever_its_gate(uri, caplog):
+    with caplog.at_level(logging.WARNING, logger="fraudlab.registry"):
+        registry.check_gate_verdict(uri, {"gate": {"passed": False, "failed": ["min_recall"]}})
+    assert any("asked for by version" in r.getMessage() for r in caplog.records)
+
+
+def test_a_model_that_passed_its_gate_loads(caplog):
+    with caplog.at_level(logging.WARNING):
+        registry.check_gate_verdict("/data/models/fraud_model", {"gate": {"passed": True}})
+    assert not caplog.records
+
+
+def saved_model(tiny, folder, **metrics):
+    _, data, pipeline_model = tiny
+    pipeline_model.write().save(str(folder))
+    (folder / "metrics.json").write_text(json.dumps({
+        "threshold": 0.5, "gate": {"passed": True},
+        "category_stats": features.stats_as_json(features.category_stats(data)), **metrics}))
+    return folder
+
+
+def test_a_model_whose_saved_feature_sql_was_edited_is_refused(spark, tiny, tmp_path):
+    folder = saved_model(tiny, tmp_path / "model")
+    metadata = next(folder.glob("stages/0_SQLTransformer*/metadata/part-*"))
+    stage = json.loads(metadata.read_text())
+    assert stage["paramMap"]["statement"].startswith("SELECT *, coalesce(")
+    stage["paramMap"]["statement"] = "SELECT *, 0.0D AS amount_zscore FROM __THIS__ WHERE amount < 1000"
+    metadata.write_text(json.dumps(stage) + "\n")
+    (metadata.parent / f".{metadata.name}.crc").unlink()  # as an editor would: else Hadoop's checksum stops the read
+    with pytest.raises(registry.TamperedModel, match="not the statement fraudlab builds"):
+        registry.load_model(str(folder))
+
+
+@pytest.mark.parametrize("stats", [None, {"es_food": {"mean": "1; DROP TABLE x", "std": 1.0}}])
+def test_a_model_whose_statistics_are_missing_or_not_numbers_is_refused(spark, tiny, tmp_path, stats):
+    folder = saved_model(tiny, tmp_path / "model", category_stats=stats)
+    with pytest.raises(registry.TamperedModel, match="cannot be checked"):
+        registry.load_model(str(folder))
+
+
+def test_a_model_whose_statistics_were_edited_is_refused(spark, tiny, tmp_path):
+    folder = saved_model(tiny, tmp_path / "model")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    category = sorted(metrics["category_stats"])[0]
+    metrics["category_stats"][category]["mean"] += 1.0
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(registry.TamperedModel, match="not the statement fraudlab builds"):
+        registry.load_model(str(folder))

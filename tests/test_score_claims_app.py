@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from fraudlab import drift as fdrift
 from fraudlab import features
 from fraudlab.train import pipeline as train_pipeline
 from fraudlab.schemas import PREPARED_SCHEMA, SCORED_COLUMNS
-from tests.conftest import run_python_app
+from tests.conftest import kill_spark_app_when, run_python_app
 from tests.test_bad_input import assert_refused, earlier_output, tree_digest
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -92,7 +93,9 @@ def model_dir(spark, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model") / "fraud_model"
     fitted.write().overwrite().save(str(out))
     drift = fdrift.drift_reference(fitted.stages[0].transform(features.model_input(train)))
-    (out / "metrics.json").write_text(json.dumps({"threshold": THRESHOLD, "test_average_precision": 1.0}))
+    (out / "metrics.json").write_text(json.dumps({"threshold": THRESHOLD, "test_average_precision": 1.0,
+                                                 "gate": {"passed": True},
+                                                 "category_stats": features.stats_as_json(stats)}))
     (out / "drift_reference.json").write_text(json.dumps(drift))
     return out
 
@@ -277,3 +280,52 @@ def test_score_claims_refuses_an_output_that_is_its_input(spark_submit, tmp_path
                         "--output", str(raw_csv.parent), "--model", str(model_dir))
     assert_refused(proc, "--output", "contains --input")
     assert tree_digest(raw_csv.parent) == before
+
+
+def staging_has_files(output: Path):
+    """True once the run writes into its staging folder beside ``output`` (Spark's task files)."""
+    return lambda: any(any(p.is_file() for p in staging.rglob("*"))
+                       for staging in output.parent.glob(f".{output.name}.staging-*"))
+
+
+def test_score_claims_killed_mid_write_keeps_the_earlier_output_and_a_rerun_succeeds(
+        spark_submit, model_dir, inputs, csv_run, tmp_path):
+    output = tmp_path / "scored"
+    shutil.copytree(csv_run[0], output)
+    before = tree_digest(output)
+    kill_spark_app_when("score_claims.py", "--input", str(inputs["csv"]), "--format", "csv",
+                        "--output", str(output), "--model", str(model_dir),
+                        ready=staging_has_files(output), extra_submit_args=SUBMIT_ARGS)
+    assert tree_digest(output) == before
+    metrics, _ = score(spark_submit, model_dir, inputs["csv"], "csv", output, "parquet")
+    assert metrics["claims_processed"] == len(CLAIMS)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "scored", "scored_quarantine"]
+
+
+def test_score_claims_refuses_a_model_that_failed_its_gate(spark_submit, model_dir, inputs, tmp_path):
+    rejected = tmp_path / "fraud_model_rejected"
+    shutil.copytree(model_dir, rejected)
+    metrics = json.loads((rejected / "metrics.json").read_text())
+    metrics["gate"] = {"passed": False, "failed": ["min_average_precision"]}
+    (rejected / "metrics.json").write_text(json.dumps(metrics))
+    output = earlier_output(tmp_path / "scored")
+    before = tree_digest(output)
+    proc = spark_submit("score_claims.py", "--input", str(inputs["csv"]), "--format", "csv",
+                        "--output", str(output), "--model", str(rejected))
+    assert_refused(proc, "fraud_model_rejected", "failed its validation gate (min_average_precision)")
+    assert tree_digest(output) == before
+
+
+def test_a_model_folder_that_does_not_load_is_one_line_without_the_jvm_stack(spark_submit, model_dir, inputs,
+                                                                             tmp_path):
+    broken = tmp_path / "fraud_model"
+    broken.mkdir()
+    shutil.copy(model_dir / "metrics.json", broken / "metrics.json")  # a passed gate, but no model files
+    output = earlier_output(tmp_path / "scored")
+    before = tree_digest(output)
+    proc = spark_submit("score_claims.py", "--input", str(inputs["csv"]), "--format", "csv",
+                        "--output", str(output), "--model", str(broken))
+    assert_refused(proc, "cannot load model", str(broken))
+    assert "\tat org.apache" not in proc.stderr
+    assert tree_digest(output) == before

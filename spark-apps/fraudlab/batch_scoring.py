@@ -4,11 +4,16 @@
 the format dispatch of :mod:`fraudlab.io.claims`, the model score and rule signals of
 :mod:`fraudlab.scoring`, the quarantine of CSV and JSON input, the drift figures of
 :mod:`fraudlab.drift` and the layout of ``_metrics.json`` (:func:`fraudlab.reports.scoring_metrics`).
+
+The scored claims (with their ``_metrics.json``) and the quarantine are written beside their places and
+swapped in whole at the end (:func:`fraudlab.io.publishing`): a failed or killed run leaves the earlier
+ones readable.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
@@ -67,22 +72,24 @@ def run(spark: SparkSession, options: ScoreOptions, detection: DetectionConfig) 
     detail = scoring.score_with_features(pipeline_model, prepared, detection, threshold, version).persist()
     scored = scoring.select_scored(detail)
 
-    claims.write_scored(scored, options.output, options.output_format)
-    summary = reports.summary(scored).first().asDict()
-    if not info.get("drift_reference"):
-        log.warning("model %s has no drift reference: no PSI figures", options.model)
-    figures = drift.drift_figures(detail, info.get("drift_reference"))
-    metrics = reports.scoring_metrics(
-        {"input": options.input, "format": options.format, "output": options.output,
-         "output_format": options.output_format, "model": options.model, "model_version": version,
-         "threshold": float(threshold), "detection": detection.as_dict()}, summary, figures)
-    if quarantine is not None:
-        quarantine = quarantine.cache()
-        quarantine.write.mode("overwrite").json(quarantine_path)
-        reasons = quarantine_reasons(quarantine)
-        metrics.update({"quarantine": quarantine_path, "rows_in": summary["claims"] + sum(reasons.values()),
-                        "rows_quarantined": sum(reasons.values()), "quarantine_reasons": reasons})
-    io.write_json(spark, f"{options.output.rstrip('/')}/_metrics.json", metrics)
+    with ExitStack() as outputs:  # each output swapped in whole once everything is written
+        output = outputs.enter_context(io.publishing(spark, options.output))
+        claims.write_scored(scored, output, options.output_format)
+        summary = reports.summary(scored).first().asDict()
+        if not info.get("drift_reference"):
+            log.warning("model %s has no drift reference: no PSI figures", options.model)
+        figures = drift.drift_figures(detail, info.get("drift_reference"))
+        metrics = reports.scoring_metrics(
+            {"input": options.input, "format": options.format, "output": options.output,
+             "output_format": options.output_format, "model": options.model, "model_version": version,
+             "threshold": float(threshold), "detection": detection.as_dict()}, summary, figures)
+        if quarantine is not None:
+            quarantine = quarantine.cache()
+            quarantine.write.json(outputs.enter_context(io.publishing(spark, quarantine_path)), mode="overwrite")
+            reasons = quarantine_reasons(quarantine)
+            metrics.update({"quarantine": quarantine_path, "rows_in": summary["claims"] + sum(reasons.values()),
+                            "rows_quarantined": sum(reasons.values()), "quarantine_reasons": reasons})
+        io.write_json(spark, f"{output}/_metrics.json", metrics)
 
     log.info("claims_processed=%d flagged=%d high_risk=%d duplicates=%d (threshold %.4f, model %s)",
              metrics["claims_processed"], metrics["flagged"], metrics["high_risk"], metrics["duplicates"],

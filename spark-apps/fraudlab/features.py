@@ -108,6 +108,24 @@ def category_stats(df: DataFrame) -> dict[str, tuple[float, float | None]]:
     }
 
 
+def stats_as_json(stats: dict[str, tuple[float, float | None]]) -> dict[str, dict[str, float | None]]:
+    """``stats`` as ``metrics.json`` holds them: ``{category: {"mean": m, "std": s}}``, sorted."""
+    return {c: {"mean": m, "std": s} for c, (m, s) in sorted(stats.items())}
+
+
+def stats_from_json(saved: object) -> dict[str, tuple[float, float | None]]:
+    """The statistics :func:`stats_as_json` wrote, back; ValueError when ``saved`` is not of that shape."""
+    if not isinstance(saved, dict) or not saved:
+        raise ValueError("no category statistics")
+    stats = {}
+    for category, figures in saved.items():
+        if not isinstance(figures, dict) or not isinstance(figures.get("mean"), (int, float)) or not (
+                figures.get("std") is None or isinstance(figures["std"], (int, float))):
+            raise ValueError(f"category statistics of {category!r} are not numbers")
+        stats[str(category)] = (float(figures["mean"]), None if figures["std"] is None else float(figures["std"]))
+    return stats
+
+
 def _sql_double(value: float | None) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "CAST(NULL AS DOUBLE)"

@@ -371,7 +371,8 @@ def load_model(uri: str, tracking_uri: str | None = None) -> tuple[PipelineModel
     Returns ``(PipelineModel, info)`` where ``info`` has ``source``, ``threshold``
     (float or ``None``), ``metrics`` (``metrics.json`` or ``None``),
     ``drift_reference`` (or ``None``), ``version`` and ``run_id`` (registry URIs
-    only). Needs an active SparkSession.
+    only). Needs an active SparkSession. Raises :class:`GateRefused` before loading anything when
+    the model's gate verdict is failed or missing (:func:`check_gate_verdict`).
     """
     spark = SparkSession.getActiveSession()
     if spark is None:
@@ -388,18 +389,78 @@ def load_model(uri: str, tracking_uri: str | None = None) -> tuple[PipelineModel
             info["version"], info["run_id"] = str(version.version), version.run_id
         else:
             info["run_id"] = uri[len("runs:/"):].split("/", 1)[0]
-        pipeline = mlflow.spark.load_model(uri, dst_path=_shared_download_dir(spark, info["run_id"]))
         info.update(_run_info(client, info["run_id"]) if info["run_id"] else {"metrics": None, "drift_reference": None})
+        check_gate_verdict(uri, info.get("metrics"))
+        pipeline = mlflow.spark.load_model(uri, dst_path=_shared_download_dir(spark, info["run_id"]))
     else:
         path = os.fspath(uri)
-        pipeline = PipelineModel.load(path)
         info.update(_path_info(spark, path))
+        check_gate_verdict(uri, info.get("metrics"))
+        pipeline = PipelineModel.load(path)
+    check_feature_sql(uri, pipeline, info.get("metrics"))
     metrics = info.get("metrics") or {}
     info["threshold"] = None if metrics.get("threshold") is None else float(metrics["threshold"])
-    gate = metrics.get("gate") or {}
-    if gate and not gate.get("passed", True):
-        log.warning("model at %s failed its validation gate at training time: %s", uri, gate.get("failed"))
     return pipeline, info
+
+
+class GateRefused(ValueError):
+    """The model's training-time gate verdict is failed or missing, and it was not named by version."""
+
+
+def check_gate_verdict(uri: str, metrics: dict[str, Any] | None) -> None:
+    """Refuse to load a model whose validation gate failed or left no verdict, unless named explicitly.
+
+    A folder or a registry alias (``@champion``) must carry ``"gate": {"passed": true}`` in its
+    ``metrics.json``; a registered version (``models:/NAME/3``) or a run (``runs:/ID/...``) asked for
+    by number loads with a warning, so an analyst can still inspect it.
+    """
+    gate = (metrics or {}).get("gate") or {}
+    if gate.get("passed") is True:
+        return
+    if gate.get("passed") is False:
+        why = f"failed its validation gate ({', '.join(gate.get('failed') or []) or 'see its metrics.json'})"
+    else:
+        why = "carries no validation gate verdict (no metrics.json with a gate)"
+    if _named_by_version(uri):
+        log.warning("model %s %s: loaded because it was asked for by version", uri, why)
+        return
+    raise GateRefused(f"model {uri} {why}: refusing to load it; fit one that passes, or name a registered "
+                      "version (models:/NAME/VERSION) to load it anyway")
+
+
+class TamperedModel(ValueError):
+    """A model's SQL feature stage is not the statement the lab builds from its training statistics."""
+
+
+def check_feature_sql(uri: str, pipeline: PipelineModel, metrics: dict[str, Any] | None) -> None:
+    """Refuse a model whose ``SQLTransformer`` stages run anything but the lab's z-score statement.
+
+    A ``SQLTransformer`` runs whatever SQL its saved folder holds, at scoring time, with the scoring
+    job's rights. The statement is rebuilt from the ``category_stats`` of the model's ``metrics.json``
+    (:func:`fraudlab.features.zscore_statement`: numbers and quoted category names in a fixed text), and
+    the saved one must equal it, so editing either file cannot smuggle other SQL in.
+    """
+    from pyspark.ml.feature import SQLTransformer
+
+    sql_stages = [stage for stage in pipeline.stages if isinstance(stage, SQLTransformer)]
+    if not sql_stages:
+        return
+    try:
+        expected = features.zscore_statement(features.stats_from_json((metrics or {}).get("category_stats")))
+    except ValueError as err:
+        raise TamperedModel(f"model {uri}: its SQL feature stage cannot be checked ({err} in its "
+                            "metrics.json): refusing to load it") from None
+    if len(sql_stages) != 1 or sql_stages[0].getStatement() != expected:
+        raise TamperedModel(f"model {uri}: its SQL feature stage is not the statement fraudlab builds from "
+                            "its training statistics (the folder was edited?): refusing to load it")
+
+
+def _named_by_version(uri: str) -> bool:
+    if uri.startswith("runs:/"):
+        return True
+    if not uri.startswith("models:/") or "@" in uri:
+        return False
+    return uri[len("models:/"):].partition("/")[2].isdigit()
 
 
 def _shared_download_dir(spark: SparkSession, run_id: str | None) -> str | None:
@@ -433,14 +494,24 @@ def load_scoring_model(uri: str, tracking_uri: str | None = None,
     """
     try:
         pipeline, info = load_model(uri, tracking_uri)
+    except (GateRefused, TamperedModel) as err:
+        raise ModelLoadError(str(err)) from None
     except Exception as err:  # noqa: BLE001  (any load failure means there is nothing to score with)
-        raise ModelLoadError(f"cannot load model {uri}: {err}") from err
+        raise ModelLoadError(f"cannot load model {uri}: {_first_line(err)}") from None
     chosen = threshold if threshold is not None else info.get("threshold")
     if chosen is None:
         raise ModelLoadError(f"model {uri} carries no decision threshold (no metrics.json); pass --threshold")
     if not 0.0 < chosen <= 1.0:
         raise ModelLoadError(f"the decision threshold must lie in (0, 1], got {chosen}")
     return pipeline, info, float(chosen)
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of an error's text; for a Py4J error, of its Java exception (not the JVM's stack)."""
+    java = getattr(err, "java_exception", None)
+    text = str(java.toString() if java is not None else err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    return first[:300]
 
 
 def model_version(info: dict[str, Any]) -> str:

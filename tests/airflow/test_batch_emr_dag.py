@@ -154,3 +154,40 @@ def test_failed_step_fails_the_run_and_the_cluster_is_still_terminated(dagbag, r
         assert [run.states[f"watch_step[{i}]"] for i in (1, 2, 3)] == ["failed", "failed", "failed"]
         assert run.states["terminate_cluster"] == "success"
         assert the_cluster(session)["Status"]["State"] == "TERMINATED"
+
+
+def test_retried_create_cluster_and_add_steps_start_one_cluster_and_add_the_steps_once(dagbag, run_dag, airflow_db):
+    """AWS does what the first try of create_cluster and of add_steps asked, then that try fails (the answer
+    lost on its way, a worker gone): the retries must find the cluster and the steps, not make more."""
+    from datetime import timedelta
+
+    from moto.emr.exceptions import ValidationException
+    from moto.emr.models import ElasticMapReduceBackend
+
+    dag = dagbag.dags["fraud_batch_emr"]
+    calls = {"run_job_flow": 0, "add_job_flow_steps": 0}
+
+    def first_answer_lost(name):
+        original = getattr(ElasticMapReduceBackend, name)
+
+        def call(self, *args, **kwargs):
+            result = original(self, *args, **kwargs)
+            calls[name] += 1
+            if calls[name] == 1:
+                raise ValidationException(f"{name} done, answer lost (test fault)")
+            return result
+        return call
+
+    with moto_aws(OUTCOMES["completed"]) as session, pytest.MonkeyPatch.context() as patch:
+        for name in calls:
+            patch.setattr(ElasticMapReduceBackend, name, first_answer_lost(name))
+        for task_id in ("create_cluster", "add_steps"):
+            patch.setattr(dag.get_task(task_id), "retry_delay", timedelta(seconds=1))
+        run = run_dag(dag, {"data_root": DATA_ROOT}, "fraud_batch_emr (moto, first tries' answers lost)")
+
+        assert calls == {"run_job_flow": 1, "add_job_flow_steps": 1}  # the retries called neither
+        assert run.state == "success", run.states
+        cluster = the_cluster(session)  # exactly one
+        steps = session.client("emr").list_steps(ClusterId=cluster["Id"])["Steps"]
+        assert sorted(s["Name"] for s in steps) == sorted(APPS)  # four records: each step once
+        assert cluster["Status"]["State"] == "TERMINATED"

@@ -99,5 +99,7 @@ def test_failed_gate_fails_the_run_and_promotes_nothing(batch_local_run, dagbag,
     assert registry_state(batch_local_run.tracking_uri) == before
     assert scored_metrics.read_bytes() == scored_before
     run.data_root = batch_local_run.data_root
-    gate = read_json(run_folder(run) / "model" / "metrics.json")["gate"]
+    # the failed model is kept beside the run's model folder, never in it
+    assert not (run_folder(run) / "model").exists()
+    gate = read_json(run_folder(run) / "model_rejected" / "metrics.json")["gate"]
     assert gate["passed"] is False and gate["failed"] == ["min_average_precision"]

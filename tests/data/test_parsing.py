@@ -55,8 +55,17 @@ def test_header_missing_a_column_is_a_clear_error():
 
 
 def test_header_with_an_unknown_column_is_a_clear_error():
-    with pytest.raises(HeaderError, match="unexpected column 'price'"):
+    with pytest.raises(HeaderError, match="its field 3 of 3 is not a BankSim column"):
         parse_header("step,customer,price")
+
+
+def test_a_header_error_never_echoes_the_line():
+    data_line = "1,'C1093826151','4','M','28007','M348934600','28007','es_transportation',39.68,0"
+    with pytest.raises(HeaderError) as refused:
+        parse_header(data_line)
+    assert "C1093826151" not in str(refused.value) and "39.68" not in str(refused.value)
+    with pytest.raises(HeaderError, match="repeats the column\\(s\\) amount"):
+        parse_header("step,customer,age,gender,zipcodeOri,merchant,zipMerchant,category,amount,fraud,amount")
 
 
 # --- good rows in every shape ------------------------------------------------

@@ -130,11 +130,13 @@ def model_dir(spark, tmp_path_factory) -> Path:
              (start + dt.timedelta(days=int(r.step))).strftime("%Y-%m"))
             for i, r in enumerate(data.itertuples())]
     train = spark.createDataFrame(rows, PREPARED_SCHEMA).cache()
-    fitted = train_pipeline.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), features.category_stats(train)).fit(
+    stats = features.category_stats(train)
+    fitted = train_pipeline.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), stats).fit(
         train_pipeline.add_class_weight(features.model_input(train)))
     out = tmp_path_factory.mktemp("stream_model") / "fraud_model"
     fitted.write().overwrite().save(str(out))
-    (out / "metrics.json").write_text(json.dumps({"threshold": MODEL_THRESHOLD}))
+    (out / "metrics.json").write_text(json.dumps({"threshold": MODEL_THRESHOLD, "gate": {"passed": True},
+                                                 "category_stats": features.stats_as_json(stats)}))
     train.unpersist()
     return out
 

@@ -52,26 +52,30 @@ def parse_header(line: str) -> list[str]:
     """Return the column names of a header line, or raise :class:`HeaderError`.
 
     Names are matched case-insensitively; a pandas index column comes back as
-    ``"_index"`` and is ignored later.
+    ``"_index"`` and is ignored later. The error names fields by position and columns by their
+    BankSim names, never the line's own text: a file without a header has data (customer ids,
+    amounts) where the header should be, and the message goes to logs.
     """
     names = [_unquote(part) for part in line.rstrip("\r\n").split(",")]
     known = {c.lower(): c for c in (*banksim.BANKSIM_COLUMNS, *OPTIONAL_COLUMNS)}
     columns: list[str] = []
-    for name in names:
+    for position, name in enumerate(names, start=1):
         if name.lower() in known:
             columns.append(known[name.lower()])
         elif name.lower() in INDEX_COLUMN_NAMES and not columns:
             columns.append("_index")
         else:
-            raise HeaderError(f"unexpected column {name!r} in header {line.strip()!r}")
+            raise HeaderError(f"the first line is not a BankSim header: its field {position} of {len(names)} is "
+                              f"not a BankSim column (expected {','.join(banksim.BANKSIM_COLUMNS)})")
     missing = [c for c in banksim.BANKSIM_COLUMNS if c not in columns]
     if missing:
         raise HeaderError(
-            f"header {line.strip()!r} lacks the BankSim column(s) {', '.join(missing)}; "
+            f"the header lacks the BankSim column(s) {', '.join(missing)}; "
             f"expected {','.join(banksim.BANKSIM_COLUMNS)}"
         )
     if len(set(columns)) != len(columns):
-        raise HeaderError(f"header {line.strip()!r} repeats a column")
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        raise HeaderError(f"the header repeats the column(s) {', '.join(repeated)}")
     return columns
 
 

@@ -8,15 +8,16 @@
 from fraudlab.io.files import (
     exists,
     overlap,
+    publishing,
     read_header,
     read_json,
     read_lines,
     read_text,
-    replace_folder,
+    skip_checksums,
     write_bytes,
     write_json,
     write_text,
 )
 
-__all__ = ["exists", "overlap", "read_header", "read_json", "read_lines", "read_text", "replace_folder",
-           "write_bytes", "write_json", "write_text"]
+__all__ = ["exists", "overlap", "publishing", "read_header", "read_json", "read_lines", "read_text",
+           "skip_checksums", "write_bytes", "write_json", "write_text"]

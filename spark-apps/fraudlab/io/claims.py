@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from fraudlab import schemas, scoring
 from fraudlab.io.files import read_header, read_lines
@@ -38,8 +39,7 @@ def read_prepared(spark: SparkSession, path: str) -> DataFrame:
     try:
         found = spark.read.parquet(path).schema
     except Exception as err:  # noqa: BLE001  (AnalysisException, SparkException: not Parquet, no files)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a Parquet data set ({first[:200]})") from None
+        raise ValueError(f"{path} is not a Parquet data set ({_first_line(err)})") from None
     missing = [name for name in PREPARED_COLUMNS if name not in found.fieldNames()]
     if missing:
         raise ValueError(f"{path} lacks the prepared column(s) {', '.join(missing)}: is it prepare_data.py output?")
@@ -67,10 +67,29 @@ def write_scored(scored: DataFrame, path: str, fmt: str) -> None:
 
 
 def read_scored(spark: SparkSession, path: str, fmt: str) -> DataFrame:
-    """Scored claims in :data:`fraudlab.schemas.SCORED_SCHEMA`, whatever format they were written in."""
+    """Scored claims in :data:`fraudlab.schemas.SCORED_SCHEMA`, whatever format they were written in.
+
+    ValueError when ``path`` does not read as ``fmt`` (Parquet read as JSON or CSV, say): a fixed schema
+    would give rows of nulls, and a report of them would look like a month without claims.
+    """
     if fmt == "parquet":
-        return scoring.select_scored(spark.read.schema(schemas.SCORED_SCHEMA).parquet(path))
-    if fmt == "json":
-        return scoring.select_scored(spark.read.schema(schemas.SCORED_SCHEMA).json(path))
-    flat = spark.read.schema(schemas.FLAT_SCORED_SCHEMA).option("header", True).csv(path)
-    return scoring.unflatten_scored(flat)
+        try:
+            spark.read.parquet(path).schema
+        except Exception as err:  # noqa: BLE001  (AnalysisException, SparkException: not Parquet, no files)
+            raise ValueError(f"{path} does not read as parquet ({_first_line(err)})") from None
+        scored = scoring.select_scored(spark.read.schema(schemas.SCORED_SCHEMA).parquet(path))
+    elif fmt == "json":
+        scored = scoring.select_scored(spark.read.schema(schemas.SCORED_SCHEMA).json(path))
+    else:
+        flat = spark.read.schema(schemas.FLAT_SCORED_SCHEMA).option("header", True).csv(path)
+        scored = scoring.unflatten_scored(flat)
+    unreadable = scored.where(F.col("transaction_id").isNull() | F.col("step").isNull()).limit(1)
+    if not unreadable.isEmpty():
+        raise ValueError(f"{path} does not read as {fmt}: rows without transaction_id or step "
+                         "(is it score_claims.py output in that format?)")
+    return scored
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:200]

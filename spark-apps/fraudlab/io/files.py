@@ -7,7 +7,10 @@ through Hadoop's FileSystem keeps that working for ``s3://`` paths on EMR.
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from pyspark.sql import SparkSession
 
@@ -55,16 +58,97 @@ def write_bytes(spark: SparkSession, path: str, payload: bytes) -> None:
         out.close()
 
 
-def replace_folder(spark: SparkSession, path: str) -> None:
-    """Delete ``path`` (recursively) if it exists, so that it is rewritten as a whole.
+def skip_checksums(spark: SparkSession, path: str) -> None:
+    """Stop the file system's ``.crc`` side files for writes under ``path``'s file system.
 
-    Also stops the file system's ``.crc`` side files: such a folder (a month's report) is
-    read by people, and no Spark job reads it back.
+    For folders read by people (a month's report), which no Spark job reads back.
     """
-    fs, hpath = _hadoop_path(spark, path)
+    fs, _ = _hadoop_path(spark, path)
     fs.setWriteChecksum(False)
-    if fs.exists(hpath):
-        fs.delete(hpath, True)
+
+
+#: A swap lock older than this belongs to a killed publish: a swap itself takes milliseconds.
+STALE_LOCK_SECONDS = 60
+
+#: Left-overs of killed publishes older than this are deleted by the next publish of the same folder.
+STALE_STAGING_SECONDS = 3600
+
+
+@contextmanager
+def publishing(spark: SparkSession, path: str) -> Iterator[str]:
+    """Write a folder whole or not at all: yield a staging folder beside ``path``, swap it in on success.
+
+    The body writes everything into the staging folder (``<parent>/.<name>.staging-<id>``: hidden,
+    so Spark's listings skip it). On a clean exit the earlier ``path`` is renamed aside, the staging
+    folder renamed to ``path`` and the earlier version deleted; when the body raises, the staging
+    folder is removed and ``path`` is untouched. A process killed part-way leaves ``path`` as it was
+    and a stale staging folder, which a later publish of the same path deletes.
+
+    Swaps of one path hold a lock file (``.<name>.lock``, created exclusively), so two runs that
+    publish the same folder at once replace it one after the other, never into each other. On the
+    local file system and HDFS each rename is atomic: a reader that opens ``path`` finds the old
+    folder or the new one, never a mix. On S3 a rename is a copy; the crash guarantee still holds.
+    """
+    fs, final = _hadoop_path(spark, path)
+    final = fs.makeQualified(final)
+    parent, name = final.getParent(), final.getName()
+    hadoop_path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path
+    run_id = uuid.uuid4().hex[:12]
+    staging = hadoop_path(parent, f".{name}.staging-{run_id}")
+    fs.mkdirs(staging)
+    try:
+        yield str(staging.toString())
+    except BaseException:
+        fs.delete(staging, True)
+        raise
+    previous = hadoop_path(parent, f".{name}.previous-{run_id}")
+    lock = hadoop_path(parent, f".{name}.lock")
+    _acquire(fs, lock, path)
+    try:
+        had_previous = bool(fs.exists(final))
+        if had_previous and not fs.rename(final, previous):
+            raise OSError(f"cannot move {path} aside to publish its new version")
+        if not fs.rename(staging, final):
+            if had_previous:
+                fs.rename(previous, final)
+            raise OSError(f"cannot publish {path}: renaming {staging.toString()} failed")
+    except BaseException:
+        fs.delete(staging, True)
+        raise
+    finally:
+        fs.delete(lock, False)
+    fs.delete(previous, True)
+    _clear_stale(fs, parent, name)
+
+
+def _acquire(fs, lock, path: str, wait_seconds: float = 2 * STALE_LOCK_SECONDS) -> None:
+    """Create ``lock`` exclusively, waiting while another publish holds it; break a stale one."""
+    deadline = time.monotonic() + wait_seconds
+    while not fs.createNewFile(lock):
+        try:
+            age_ms = time.time() * 1000 - fs.getFileStatus(lock).getModificationTime()
+        except Exception:  # noqa: BLE001  (released between the two calls: try again)
+            continue
+        if age_ms > STALE_LOCK_SECONDS * 1000:
+            fs.delete(lock, False)
+        elif time.monotonic() > deadline:
+            raise OSError(f"cannot publish {path}: {lock.toString()} is held by another run")
+        else:
+            time.sleep(0.1)
+
+
+def _clear_stale(fs, parent, name: str) -> None:
+    """Delete the staging and set-aside folders that killed publishes of ``name`` left beside it.
+
+    One still being written by a run publishing the same path at the same time is younger than
+    :data:`STALE_STAGING_SECONDS` and is left alone.
+    """
+    cutoff_ms = (time.time() - STALE_STAGING_SECONDS) * 1000
+    prefixes = (f".{name}.staging-", f".{name}.previous-")
+    for status in fs.listStatus(parent):
+        leftover = status.getPath()
+        if leftover.getName().startswith(prefixes) and status.getModificationTime() < cutoff_ms:
+            fs.delete(leftover, True)
 
 
 def exists(spark: SparkSession, path: str) -> bool:

@@ -141,7 +141,7 @@ def _fit_gate_write(spark: SparkSession, args: FitOptions, thresholds: dict[str,
         },
         "search": {"mode": args.search, "parallelism": args.parallelism,
                    "candidates": [r.summary() for r in results]},
-        "category_stats": {c: {"mean": m, "std": s} for c, (m, s) in sorted(stats.items())},
+        "category_stats": features.stats_as_json(stats),
         # a list, largest first: write_json sorts object keys
         "feature_importances": [{"feature": name, "importance": value}
                                 for name, value in list(importances.items())[:TOP_IMPORTANCES]],
@@ -155,46 +155,60 @@ def _fit_gate_write(spark: SparkSession, args: FitOptions, thresholds: dict[str,
         log.error("gate failed: %s = %s, needs %s %s (off by %s)", check.metric, _fmt(check.value),
                   ">=" if check.rule.startswith("min_") else "<=", check.threshold, _fmt(check.margin))
 
-    pipeline_model.write().overwrite().save(args.model_dir)
-    metrics["timings_s"]["total"] = round(time.perf_counter() - started, 1)
-    io.write_json(spark, f"{args.model_dir}/drift_reference.json", reference)
-    io.write_json(spark, f"{args.model_dir}/metrics.json", metrics)
-    log.info("%s: test AP %.4f, ROC AUC %.4f, at threshold %.4f precision %.3f recall %.3f F1 %.3f",
-             best.model_type, metrics["test_average_precision"], metrics["test_roc_auc"], threshold,
-             metrics["test_precision"], metrics["test_recall"], metrics["test_f1"])
-
-    if not args.no_tracking:
-        from fraudlab import registry
-
-        outcome = registry.log_training_run(
-            pipeline_model if not failed else None,
-            metrics=metrics,
-            params={"model_type": best.model_type, "search": args.search, "test_from_step": test_from,
-                    "validation_from_step": validation_from, "threshold": threshold,
-                    "class_weight_strength": best.class_weight_strength,
-                    **{f"clf_{k}": v for k, v in best.params.items()}},
-            training_data=prepared.where(F.col("step") < test_from),
-            input_sample=test,
-            test_pr_table=test_table,
-            importances=importances,
-            drift=reference,
-            data_path=args.input,
-            experiment=args.experiment,
-            tracking_uri=args.tracking_uri,
-            register=not args.no_register and not failed,
-            model_name=args.model_name,
-            tags={"gate_passed": str(not failed).lower(), "search": args.search},
-        )
-        metrics["mlflow"] = {"tracking_uri": args.tracking_uri, "experiment": args.experiment,
-                             **outcome.as_dict()}
-        io.write_json(spark, f"{args.model_dir}/metrics.json", metrics)
-        log.info("MLflow run %s, registered version %s, champion moved: %s", outcome.run_id,
-                 outcome.registered_version, outcome.promoted)
+    # A model that failed its gate never lands where the champion's folder is: it goes beside it,
+    # where loading refuses it (registry.load_model), and the earlier model stays as it was.
+    target = args.model_dir if not failed else rejected_dir(args.model_dir)
+    with io.publishing(spark, target) as staging:
+        pipeline_model.write().overwrite().save(staging)
+        io.write_json(spark, f"{staging}/drift_reference.json", reference)
+        log.info("%s: test AP %.4f, ROC AUC %.4f, at threshold %.4f precision %.3f recall %.3f F1 %.3f",
+                 best.model_type, metrics["test_average_precision"], metrics["test_roc_auc"], threshold,
+                 metrics["test_precision"], metrics["test_recall"], metrics["test_f1"])
+        metrics["timings_s"]["total"] = round(time.perf_counter() - started, 1)
+        if not args.no_tracking:
+            metrics["mlflow"] = _track(args, metrics, pipeline_model, failed, best, prepared, test, test_from,
+                                       validation_from, test_table, importances, reference)
+        io.write_json(spark, f"{staging}/metrics.json", metrics)
     if failed:
-        log.error("model not registered: gate failed on %s", ", ".join(c.rule for c in failed))
+        log.error("model not registered: gate failed on %s; it is in %s, %s is unchanged",
+                  ", ".join(c.rule for c in failed), target, args.model_dir)
         return 1
     log.info("done in %.0f s", time.perf_counter() - started)
     return 0
+
+
+def rejected_dir(model_dir: str) -> str:
+    """Where a model that failed its gate is written, beside ``model_dir``: ``<model_dir>_rejected``."""
+    return f"{model_dir.rstrip('/')}_rejected"
+
+
+def _track(args: FitOptions, metrics: dict, pipeline_model, failed: list, best, prepared: DataFrame,
+           test: DataFrame, test_from: int, validation_from: int, test_table, importances, reference) -> dict:
+    """Log the run to MLflow (the model and its registration only when the gate passed); ``metrics["mlflow"]``."""
+    from fraudlab import registry
+
+    outcome = registry.log_training_run(
+        pipeline_model if not failed else None,
+        metrics=metrics,
+        params={"model_type": best.model_type, "search": args.search, "test_from_step": test_from,
+                "validation_from_step": validation_from, "threshold": metrics["threshold"],
+                "class_weight_strength": best.class_weight_strength,
+                **{f"clf_{k}": v for k, v in best.params.items()}},
+        training_data=prepared.where(F.col("step") < test_from),
+        input_sample=test,
+        test_pr_table=test_table,
+        importances=importances,
+        drift=reference,
+        data_path=args.input,
+        experiment=args.experiment,
+        tracking_uri=args.tracking_uri,
+        register=not args.no_register and not failed,
+        model_name=args.model_name,
+        tags={"gate_passed": str(not failed).lower(), "search": args.search},
+    )
+    log.info("MLflow run %s, registered version %s, champion moved: %s", outcome.run_id,
+             outcome.registered_version, outcome.promoted)
+    return {"tracking_uri": args.tracking_uri, "experiment": args.experiment, **outcome.as_dict()}
 
 
 def _short(params: dict) -> str:
