@@ -51,6 +51,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -344,6 +345,9 @@ def run(args: argparse.Namespace) -> dict:
             "classifier_wall_events_per_s": round(written / classify_wall, 1),
             "classifier_events": written,
             "classifier_batch_ms": [b["batch_ms"] for b in batches],
+            # Medians over the warm batches (the first, cold one left out) of Spark's durationMs and of
+            # the batch function's own steps: where a batch's time goes.
+            "classifier_batch_medians_ms": batch_medians(warm),
             "offered_events_per_s": args.rate,
             "offered_events_per_s_achieved": paced.get("rows_per_second_sent"),
             "offered_max_lag_s": paced.get("max_lag_seconds"),
@@ -353,8 +357,10 @@ def run(args: argparse.Namespace) -> dict:
             "latency_p99_ms": _round(progress.percentile(latencies, 99)),
             "latency_max_ms": _round(progress.percentile(latencies, 100)),
             "latency_batches": [{k: b.get(k) for k in ("batch_id", "input_rows", "batch_ms", "latency_p50_ms",
-                                                       "latency_p99_ms", "score_and_cassandra_ms", "kafka_out_ms")}
+                                                       "latency_p99_ms", "score_and_cassandra_ms", "kafka_out_ms",
+                                                       "duration_ms", "stages_ms")}
                                 for b in per_batch],
+            "latency_batch_medians_ms": batch_medians(per_batch),
         }
         result["ratios"] = {
             "classifier_over_consumer": round(classifier_rate / consumer_rate, 4),
@@ -372,6 +378,24 @@ def run(args: argparse.Namespace) -> dict:
         runner.delete_topics(topics.values())
         for keyspace in keyspaces.values():
             runner.drop_keyspace(keyspace)
+
+
+def batch_medians(batches: list[dict]) -> dict[str, dict[str, float]]:
+    """Per-batch medians of each ``durationMs`` entry (``duration_ms``) and each step (``stages_ms``)."""
+    out: dict[str, dict[str, float]] = {}
+    for group in ("duration_ms", "stages_ms"):
+        values: dict[str, list[float]] = {}
+        for b in batches:
+            for name, ms in (b.get(group) or {}).items():
+                values.setdefault(name, []).append(ms)
+        out[group] = {name: round(statistics.median(ms), 1) for name, ms in values.items()}
+    out["batches"] = len(batches)
+    return out
+
+
+def _medians_line(medians: dict) -> str:
+    return "; ".join(f"{group}: " + " ".join(f"{k}={v:.0f}" for k, v in medians.get(group, {}).items())
+                     for group in ("duration_ms", "stages_ms")) + f" (over {medians.get('batches', 0)} batches)"
 
 
 def _round(value: float | None) -> float | None:
@@ -430,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
              "(target <= 2: %s)", result["offered_events_per_s"], result["trigger_interval_ms"],
              result["latency_p50_ms"], result["latency_p99_ms"], ratios["p99_over_trigger_interval"],
              "met" if met["p99_within_two_trigger_intervals"] else "NOT met")
+    log.info("median batch, throughput run: %s", _medians_line(result["classifier_batch_medians_ms"]))
+    log.info("median batch, latency run: %s", _medians_line(result["latency_batch_medians_ms"]))
+    log.info("load average at start %s, at end %s", result["machine"]["load_average_at_start"],
+             result["machine"]["load_average_at_end"])
     log.info("stream_csv_to_kafka %.0f rows/s vs row-at-a-time producer %.0f rows/s: %.1fx (target >= 5x: %s)",
              result["csv_to_kafka_rows_per_s"], result["row_at_a_time_producer_rows_per_s"],
              ratios["csv_to_kafka_over_row_at_a_time"],

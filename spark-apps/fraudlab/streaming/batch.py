@@ -60,6 +60,20 @@ class StreamOutputs:
     start_date: str = config.DEFAULT_START_DATE
 
 
+class StageClock:
+    """Milliseconds of each step of a batch, in order: ``lap(name)`` closes the step that ran since the last lap."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, int] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> int:
+        now = time.perf_counter()
+        self.laps[name] = int(round((now - self._last) * 1000))
+        self._last = now
+        return self.laps[name]
+
+
 def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshold: float, version: str,
                  settings: sink.CassandraSettings, writers: int,
                  batch_figures: dict[int, dict]) -> Callable[[DataFrame, int], None]:
@@ -72,16 +86,25 @@ def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshol
 
     def write_batch(batch_df, batch_id: int) -> None:
         started_ms = int(time.time() * 1000)
+        stages = StageClock()
         validated = codec.validate_messages(batch_df, outputs.start_date).persist()
-        scored = None
+        with_history = scored = None
         try:
+            validated.count()  # materialise the cache: the Kafka read and the validation, timed alone
+            stages.lap("validate_ms")
             parsed, dead = codec.split_messages(validated)
             stored = sink.read_history(history.history_requests(parsed, window_steps), settings)
-            with_history = history.add_stream_history(parsed, stored, window_steps, partitions=writers)
+            stages.lap("history_read_ms")
+            with_history = history.add_stream_history(parsed, stored, window_steps, partitions=writers).persist()
+            with_history.count()
+            stages.lap("history_window_ms")
             scored = alerts.score_messages(with_history, pipeline_model, detection, threshold, version).persist()
+            scored.count()
+            stages.lap("scoring_ms")
 
             written = sink.write_rows(
                 alerts.cassandra_rows(scored, outputs.alert_threshold, started_ms), settings)
+            stages.lap("cassandra_write_ms")
             written_ms = int(time.time() * 1000)
 
             dead_letters = dead.count()  # from the cached messages: no second read of Kafka
@@ -91,6 +114,7 @@ def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshol
                 .coalesce(1)  # a handful of messages: one task, not one per partition
             )
             out.write.format("kafka").option("kafka.bootstrap.servers", outputs.bootstrap_servers).save()
+            stages.lap("kafka_out_ms")
             batch_figures[batch_id] = {
                 "rows_written": written.rows,
                 "alerts": written.alerts,
@@ -99,14 +123,16 @@ def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshol
                 # Parse, history, scoring and the Cassandra writes; then dead letters and alerts to Kafka.
                 "score_and_cassandra_ms": written_ms - started_ms,
                 "kafka_out_ms": int(time.time() * 1000) - written_ms,
+                # Each step of the batch on its own (every step ends with an action).
+                "stages_ms": stages.laps,
                 "latency_p50_ms": progress.percentile(written.latencies_ms, 50),
                 "latency_p99_ms": progress.percentile(written.latencies_ms, 99),
                 "latency_max_ms": progress.percentile(written.latencies_ms, 100),
             }
         finally:
-            if scored is not None:
-                scored.unpersist()
-            validated.unpersist()
+            for frame in (scored, with_history, validated):
+                if frame is not None:
+                    frame.unpersist()
 
     return write_batch
 

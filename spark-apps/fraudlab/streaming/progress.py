@@ -18,7 +18,11 @@ log = logging.getLogger("classify_stream")
 
 
 class ProgressLog(StreamingQueryListener):
-    """Logs each batch: rows, rows per second, duration, and the sink's latency figures."""
+    """Logs each batch: rows, rows per second, duration, and the sink's latency figures.
+
+    The JSON line of a batch also holds Spark's ``durationMs`` (``duration_ms``) and, from the batch
+    function, the milliseconds of each of its steps (``stages_ms``).
+    """
 
     def __init__(self, batch_figures: dict[int, dict], progress_file: str | None) -> None:
         self.batch_figures = batch_figures
@@ -37,14 +41,18 @@ class ProgressLog(StreamingQueryListener):
             "input_rows_per_s": progress.inputRowsPerSecond,
             "processed_rows_per_s": progress.processedRowsPerSecond,
             "batch_ms": progress.durationMs.get("triggerExecution"),
+            # Where the trigger's time went, as Spark reports it: addBatch (the foreachBatch function),
+            # queryPlanning, walCommit, latestOffset, getBatch, commitOffsets, triggerExecution (the whole).
+            "duration_ms": {name: int(ms) for name, ms in (progress.durationMs or {}).items()},
             **self.batch_figures.pop(progress.batchId, {}),
         }
         log.info(
             "batch %d: %d rows in %s ms (%.0f rows/s processed), %s written, %s alerts, %s dead letters, "
-            "latency p50 %s ms p99 %s ms",
+            "latency p50 %s ms p99 %s ms; durations %s; steps %s",
             progress.batchId, progress.numInputRows, figures["batch_ms"], progress.processedRowsPerSecond or 0.0,
             figures.get("rows_written", 0), figures.get("alerts", 0), figures.get("dead_letters", 0),
             _ms(figures.get("latency_p50_ms")), _ms(figures.get("latency_p99_ms")),
+            _pairs(figures["duration_ms"]), _pairs(figures.get("stages_ms") or {}),
         )  # fmt: skip
         if self.progress_file is not None:
             with self.progress_file.open("a") as out:
@@ -59,6 +67,10 @@ class ProgressLog(StreamingQueryListener):
         else:
             log.info("query %s stopped", event.id)
         self.terminated.set()
+
+
+def _pairs(durations: dict[str, int]) -> str:
+    return " ".join(f"{name}={ms}" for name, ms in durations.items()) or "-"
 
 
 def _ms(value: float | None) -> str:
