@@ -7,7 +7,7 @@ Usage:
         [--bootstrap-servers 127.0.0.1:9092] [--topic transactions] [--alerts-topic fraud_alerts] \
         [--dead-letter-topic transactions_dlq] [--max-offsets-per-trigger 10000] \
         [--cassandra-host 127.0.0.1] [--cassandra-port 9042] [--keyspace fraudlab] \
-        [--checkpoint data/checkpoints/classify_stream] \
+        [--checkpoint data/checkpoints/classify_stream] [--shuffle-partitions 2] \
         [--trigger-interval "2 seconds" | --available-now] [--progress-file progress.jsonl]
 
 Scores every message of ``--topic`` into Cassandra (``--keyspace``: ``scored_transactions``,
@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="how long failed Cassandra statements are retried before the query fails")
     parser.add_argument("--writers", type=cli.int_at_least(1), default=None,
                         help="parallel Cassandra writers per batch (default: Spark's default parallelism)")
+    parser.add_argument("--shuffle-partitions", type=cli.int_at_least(1), default=batch.DEFAULT_SHUFFLE_PARTITIONS,
+                        help="shuffle partitions of every micro-batch (set on the session, over "
+                             "spark-defaults.conf; adaptive execution is turned off)")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint folder of the query")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--trigger-interval", type=cli.interval, default="2 seconds",
@@ -81,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     spark = build_spark(APP_NAME)
     try:
-        batch.apply_stream_conf(spark)
+        effective = batch.apply_stream_conf(spark, args.shuffle_partitions)
+        log.info("stream settings: %s", ", ".join(f"{key}={value}" for key, value in effective.items()))
         try:
             pipeline_model, info, threshold = registry.load_scoring_model(args.model, args.tracking_uri,
                                                                           args.threshold)

@@ -37,16 +37,24 @@ from fraudlab import config
 from fraudlab.streaming import alerts, codec, history, progress, sink
 
 #: Micro-batches are small: few shuffle partitions, and no adaptive re-planning between the
-#: stages of every batch (it costs more than it saves here). --conf overrides both.
-STREAM_CONF = {"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false"}
+#: stages of every batch (it costs more than it saves here).
+DEFAULT_SHUFFLE_PARTITIONS = 2
+STREAM_CONF = {"spark.sql.shuffle.partitions": str(DEFAULT_SHUFFLE_PARTITIONS), "spark.sql.adaptive.enabled": "false"}
 
 
-def apply_stream_conf(spark: SparkSession) -> None:
-    """Set :data:`STREAM_CONF` on the session, except what the submit already set."""
-    submitted = spark.sparkContext.getConf()
-    for key, value in STREAM_CONF.items():
-        if not submitted.contains(key):
-            spark.conf.set(key, value)
+def apply_stream_conf(spark: SparkSession, shuffle_partitions: int = DEFAULT_SHUFFLE_PARTITIONS) -> dict[str, str]:
+    """Set the stream's SQL settings on the session, whatever spark-defaults.conf or --conf said.
+
+    ``spark.sql.shuffle.partitions`` = ``shuffle_partitions`` and adaptive execution off, set with
+    ``spark.conf.set`` (runtime SQL conf, read by every plan of the session: the query's batches
+    included). Returns the effective values, read back from the session.
+    """
+    if shuffle_partitions < 1:
+        raise ValueError("shuffle_partitions must be >= 1")
+    wanted = {**STREAM_CONF, "spark.sql.shuffle.partitions": str(int(shuffle_partitions))}
+    for key, value in wanted.items():
+        spark.conf.set(key, value)
+    return {key: spark.conf.get(key) for key in wanted}
 
 
 @dataclass(frozen=True)
