@@ -1,8 +1,11 @@
 """Cassandra I/O of the stream classifier: write every scored transaction, read the customer history.
 
 Spark 4 has no Cassandra connector, so the stream writes with ``cassandra-driver``
-inside ``foreachBatch``: prepared statements run by ``execute_concurrent_with_args``
-(``concurrency`` requests in flight), timeouts and unavailable-node errors retried
+inside ``foreachBatch``: prepared statements run by ``execute_concurrent``
+(``concurrency`` requests in flight), a customer's ``customer_history`` and
+``scored_transactions`` rows in one ``UNLOGGED`` batch (both tables are partitioned
+by customer: one mutation of one partition) and a day's alerts in another, so a
+chunk of rows is one round of about one request per customer; timeouts and unavailable-node errors retried
 with exponential backoff for up to ``retry_seconds``, then
 :class:`CassandraSinkError`, which fails the Spark job, the micro-batch and the
 query: a row is never dropped silently. Every statement is an idempotent upsert
@@ -63,8 +66,11 @@ class CassandraSettings:
     retry_seconds: float = 60.0
     first_backoff_s: float = 0.2
     max_backoff_s: float = 5.0
-    #: Rows written per round of concurrent statements (latency is measured per round).
-    chunk_rows: int = 500
+    #: Rows written per round of concurrent requests (latency is measured per round).
+    chunk_rows: int = 2000
+    #: Most statements in one unlogged batch (all on one partition key: a customer's history and
+    #: scored rows, or one day's alerts); well under Cassandra's batch size thresholds.
+    statements_per_batch: int = 16
 
     def table(self, name: str) -> str:
         return f"{self.keyspace}.{name}"
@@ -171,20 +177,38 @@ def run_statements(
     ``retry_seconds`` have passed; then, or at once for an error a retry cannot
     fix, :class:`CassandraSinkError` is raised.
     """
-    from cassandra.concurrent import execute_concurrent_with_args
+    return run_groups(settings, [[(cql, params)] for params in parameters], what, sleep, session_factory)
 
-    results: list[Any] = [None] * len(parameters)
-    pending = list(range(len(parameters)))
+
+def run_groups(
+    settings: CassandraSettings,
+    groups: Sequence[Sequence[tuple[str, Sequence[Any]]]],
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+    session_factory: Callable[[CassandraSettings], Any] = session_for,
+) -> tuple[list[Any], int]:
+    """Run each group of ``(cql, parameters)`` as one request, all groups concurrently; retry what failed.
+
+    A group of one statement is sent as that statement; a larger group as one
+    ``UNLOGGED`` batch (its statements should share a partition key: the batch is
+    then one mutation on one replica set). Every statement is an idempotent
+    upsert or a read, so a retried group writes the same rows again. Returns
+    ``(results, retries)`` as :func:`run_statements` does (a batch's result is empty).
+    """
+    from cassandra.concurrent import execute_concurrent
+
+    results: list[Any] = [None] * len(groups)
+    pending = list(range(len(groups)))
     deadline = time.monotonic() + settings.retry_seconds
     attempt = 0
     while pending:
         failures: list[tuple[int, BaseException]] = []
         try:
             session = session_factory(settings)
-            statement = _prepare(session, cql)
-            outcomes = execute_concurrent_with_args(
-                session, statement, [parameters[i] for i in pending],
-                concurrency=settings.concurrency, raise_on_first_error=False, results_generator=False,
+            requests = [(_request(session, groups[i]), None) for i in pending]
+            outcomes = execute_concurrent(
+                session, requests, concurrency=settings.concurrency, raise_on_first_error=False,
+                results_generator=False,
             )  # fmt: skip
             for index, (ok, result) in zip(pending, outcomes):
                 if ok:
@@ -202,16 +226,30 @@ def run_statements(
         if remaining <= 0:
             first = failures[0][1]
             raise CassandraSinkError(
-                f"{what}: {len(failures)} of {len(parameters)} statements still failing after "
+                f"{what}: {len(failures)} of {len(groups)} requests still failing after "
                 f"{attempt + 1} attempts in {settings.retry_seconds:.0f} s; last error {first!r}"
             ) from first
         backoff = min(settings.max_backoff_s, settings.first_backoff_s * 2**attempt, remaining)
-        log.warning("%s: %d of %d statements failed (%r), retry %d in %.1f s",
-                    what, len(failures), len(parameters), failures[0][1], attempt + 1, backoff)
+        log.warning("%s: %d of %d requests failed (%r), retry %d in %.1f s",
+                    what, len(failures), len(groups), failures[0][1], attempt + 1, backoff)
         sleep(backoff)
         attempt += 1
         pending = [index for index, _ in failures]
     return results, attempt
+
+
+def _request(session, group: Sequence[tuple[str, Sequence[Any]]]):
+    """One bound statement, or an idempotent ``UNLOGGED`` batch of them."""
+    from cassandra.query import BatchStatement, BatchType
+
+    if len(group) == 1:
+        cql, params = group[0]
+        return _prepare(session, cql).bind(params)
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    for cql, params in group:
+        batch.add(_prepare(session, cql), params)
+    batch.is_idempotent = True  # upserts only
+    return batch
 
 
 # --------------------------------------------------------------------------- per-partition work
@@ -226,30 +264,47 @@ def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
 WRITE_SUMMARY_SCHEMA = "rows long, alerts long, retries long, latencies_ms array<double>"
 
 
+def write_groups(rows: Sequence[dict[str, Any]], settings: CassandraSettings) -> list[list[tuple[str, tuple]]]:
+    """The requests that write ``rows`` (of :func:`fraudlab.streaming.alerts.cassandra_rows`): statement groups.
+
+    One group per customer with its ``customer_history`` and ``scored_transactions``
+    upserts (both tables are partitioned by customer), one per alert day with its
+    ``alerts_by_day`` upserts; a group holds at most ``statements_per_batch``.
+    """
+    history_cql = insert_cql(settings, schemas.HISTORY_TABLE, schemas.HISTORY_TABLE_COLUMNS)
+    scored_cql = insert_cql(settings, schemas.SCORED_TABLE, schemas.SCORED_TABLE_COLUMNS)
+    alerts_cql = insert_cql(settings, schemas.ALERTS_TABLE, schemas.ALERT_TABLE_COLUMNS)
+    by_customer: dict[Any, list[tuple[str, tuple]]] = {}
+    by_day: dict[Any, list[tuple[str, tuple]]] = {}
+    for row in rows:
+        statements = by_customer.setdefault(row["customer"], [])
+        statements.append((history_cql, tuple(row[c] for c in schemas.HISTORY_TABLE_COLUMNS)))
+        statements.append((scored_cql, tuple(row[c] for c in schemas.SCORED_TABLE_COLUMNS)))
+        if row["is_alert"]:
+            by_day.setdefault(row["alert_date"], []).append(
+                (alerts_cql, tuple(row[c] for c in schemas.ALERT_TABLE_COLUMNS)))
+    size = max(1, settings.statements_per_batch)
+    return [statements[i:i + size] for grouped in (by_customer, by_day) for statements in grouped.values()
+            for i in range(0, len(statements), size)]
+
+
 def write_partition(batches: Iterable[Any], settings: CassandraSettings) -> Iterator[Any]:
     """Write one partition of :func:`fraudlab.streaming.alerts.cassandra_rows` (Arrow batches); yield one summary.
 
-    Each chunk upserts its rows into ``customer_history`` and
-    ``scored_transactions`` and its alerts into ``alerts_by_day``; a row's
-    latency is the chunk's completion time minus the row's Kafka timestamp.
+    Each chunk of ``chunk_rows`` rows is one round of concurrent requests
+    (:func:`write_groups`: an unlogged batch per customer for ``customer_history``
+    and ``scored_transactions``, one per alert day for ``alerts_by_day``); a
+    row's latency is the round's completion time minus the row's Kafka timestamp.
     """
     import pyarrow as pa
 
-    statements = [
-        (schemas.HISTORY_TABLE, schemas.HISTORY_TABLE_COLUMNS, None),
-        (schemas.SCORED_TABLE, schemas.SCORED_TABLE_COLUMNS, None),
-        (schemas.ALERTS_TABLE, schemas.ALERT_TABLE_COLUMNS, "is_alert"),
-    ]
     summary = {"rows": 0, "alerts": 0, "retries": 0, "latencies_ms": []}
     for batch in batches:
         for chunk in _chunks(batch.to_pylist(), settings.chunk_rows):
-            for table, columns, only_if in statements:
-                values = [tuple(row[c] for c in columns) for row in chunk if only_if is None or row[only_if]]
-                if not values:
-                    continue
-                _, retries = run_statements(settings, insert_cql(settings, table, columns), values,
-                                            f"write {len(values)} rows to {settings.table(table)}")
-                summary["retries"] += retries
+            groups = write_groups(chunk, settings)
+            _, retries = run_groups(settings, groups, f"write {len(chunk)} rows ({len(groups)} requests) to "
+                                                      f"{settings.keyspace}")
+            summary["retries"] += retries
             done_ms = time.time() * 1000.0
             summary["rows"] += len(chunk)
             summary["alerts"] += sum(1 for row in chunk if row["is_alert"])
