@@ -9,7 +9,7 @@ on `s3://` paths, as `spark-submit --deploy-mode cluster` steps of a cluster tha
 | `stage_code` | uploads the four apps, `fraudlab.zip` (the package, for `--py-files`) and `bootstrap.sh` to `<run>/code/` |
 | `create_cluster` | `RunJobFlow` with the spec `JOB_FLOW_OVERRIDES` at the top of this file; the bootstrap action installs the apps' Python dependencies on every node. A retry reuses the active cluster named after the run, so it never starts a second one |
 | `add_steps` | `prepare_data`, `fit_model` (the validation gate), `score_claims`, `monthly_report`, in order; a failed step cancels the later ones (`CANCEL_AND_WAIT`). A retry finds the steps an earlier try added and adds none |
-| `watch_step` | one `EmrStepSensor` per step (mapped over the step ids), in reschedule mode, so each step's state shows in the grid |
+| `watch_step` | one `EmrStepSensor` per step (mapped over the step ids), in reschedule mode, so each step's state shows in the grid; a failed step fails it at once, an API error is retried (so the teardown never stops a cluster mid-step) |
 | `terminate_cluster` | terminates the cluster whatever happened (`TriggerRule.ALL_DONE`); it is the cluster's teardown, so a failed step still fails the run |
 
 ## EMR release
@@ -44,11 +44,10 @@ from datetime import timedelta
 import pendulum
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.emr import EmrTerminateJobFlowOperator
-from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.sdk import DAG, Param, TriggerRule, task
 
 from fraudlab import packaging
-from fraudlab.emr import EmrAddStepsOnceOperator, EmrCreateJobFlowOnceOperator
+from fraudlab.emr import EmrAddStepsOnceOperator, EmrCreateJobFlowOnceOperator, EmrStepOutcomeSensor
 from fraudlab.orchestration import BATCH_APPS, DEFAULT_ARGS, RUN_DIR, SPARK_APPS, batch_app_args, batch_params, path_safe
 
 DAG_ID = "fraud_batch_emr"
@@ -174,15 +173,16 @@ with DAG(
         job_flow_id=create_cluster.output,
         steps=SPARK_STEPS,
     )
-    # A failed step stays failed: retrying its watcher would only keep a paid cluster up longer.
-    watch_step = EmrStepSensor.partial(
+    # A failed step fails its watcher at once (retrying it would only keep a paid cluster up longer);
+    # an error of the watch itself (a throttled API call) takes the DAG's retries, so it never ends the
+    # watch early and lets terminate_cluster stop the cluster while the step still writes.
+    watch_step = EmrStepOutcomeSensor.partial(
         task_id="watch_step",
         aws_conn_id=AWS_CONN_ID,
         job_flow_id=create_cluster.output,
         mode="reschedule",
         poke_interval=60,
         timeout=timedelta(hours=4).total_seconds(),
-        retries=0,
     ).expand(step_id=add_steps.output)
     terminate_cluster = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",

@@ -28,6 +28,7 @@ import logging
 import sys
 
 from fraudlab import cli, config, registry
+from fraudlab.io import kafka
 from fraudlab.logs import configure_logging
 from fraudlab.session import build_spark
 from fraudlab.streaming import batch, sink
@@ -84,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     spark = build_spark(APP_NAME)
     try:
+        if not kafka.connector_available(spark):
+            log.error("%s", kafka.MISSING_CONNECTOR)
+            return 2
         effective = batch.apply_stream_conf(spark, args.shuffle_partitions)
         log.info("stream settings: %s", ", ".join(f"{key}={value}" for key, value in effective.items()))
         try:

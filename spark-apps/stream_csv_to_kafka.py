@@ -39,7 +39,7 @@ import time
 from pyspark.sql import functions as F
 
 from fraudlab import cli, config, io
-from fraudlab.io import claims
+from fraudlab.io import claims, kafka
 from fraudlab.logs import configure_logging
 from fraudlab.data.parsing import quarantine_reasons, split_fields, split_valid, validate
 from fraudlab.session import build_spark
@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark(APP_NAME)
     started = time.perf_counter()
     try:
+        if not kafka.connector_available(spark):
+            log.error("%s", kafka.MISSING_CONNECTOR)
+            return 2
         columns = claims.csv_columns(spark, args.input, log)
         if columns is None:
             return 2

@@ -119,3 +119,15 @@ def test_fit_model_refuses_a_gate_file_that_is_not_an_object(spark_submit, tmp_p
                         "--model-dir", str(tmp_path / "m"), "--no-tracking")
     assert_refused(proc, "gate.json", "JSON list")
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("app", ["stream_csv_to_kafka.py", "classify_stream.py"])
+def test_a_streaming_app_without_the_kafka_connector_says_so_before_any_work(spark_submit, raw_csv, tmp_path, app):
+    # run_spark_app passes no --jars: Spark's own jars hold no Kafka connector
+    quarantine = earlier_output(tmp_path / "quarantine")
+    before = tree_digest(quarantine)
+    args = {"stream_csv_to_kafka.py": ["--input", str(raw_csv), "--quarantine", str(quarantine)],
+            "classify_stream.py": ["--model", str(tmp_path / "no-model"), "--checkpoint", str(tmp_path / "ck")]}[app]
+    proc = spark_submit(app, *args, "--bootstrap-servers", "127.0.0.1:1")
+    assert_refused(proc, "Kafka connector is not on the classpath", "--jars")
+    assert tree_digest(quarantine) == before and not (tmp_path / "ck").exists()

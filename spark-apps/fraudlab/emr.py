@@ -10,7 +10,11 @@ made, by the names this run gives it, and only call AWS when there is nothing:
   after the run id) is this run's; its id is returned, and no second cluster is started;
 - :class:`EmrAddStepsOnceOperator`: when the cluster already holds steps of every name to be added,
   their ids are returned in order, and none is added again (``AddJobFlowSteps`` adds a list whole
-  or not at all, so some names without the others mean the cluster is not this run's: the task fails).
+  or not at all, so some names without the others mean the cluster is not this run's: the task fails);
+- :class:`EmrStepOutcomeSensor`: a step that ended FAILED or CANCELLED fails the watch at once, with
+  no retry (it stays failed), while an error of the watch itself (a throttled or dropped API call) is
+  retried: one such error must not end the watch, which would let the teardown terminate the
+  cluster while its step still writes.
 
 Airflow's Amazon provider is imported here at the top: only the DAG files import this module, never
 the Spark apps (it ships in their zip unused).
@@ -22,7 +26,8 @@ import ast
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 #: Cluster states in which a cluster made by an earlier try can still run this run's steps.
 ACTIVE_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
@@ -63,3 +68,15 @@ class EmrAddStepsOnceOperator(EmrAddStepsOperator):
             raise AirflowException(f"cluster {self.job_flow_id} holds the steps {found} but not the others of "
                                    f"{names}: it is not this run's cluster, or someone added steps by hand")
         return super().execute(context)
+
+
+class EmrStepOutcomeSensor(EmrStepSensor):
+    """``EmrStepSensor`` whose failed step fails the task for good; other errors take the task's retries."""
+
+    def poke(self, context):
+        try:
+            return super().poke(context)
+        except AirflowFailException:
+            raise
+        except AirflowException as err:  # the provider's "EMR job failed": the step's own end state
+            raise AirflowFailException(str(err)) from err

@@ -191,3 +191,33 @@ def test_retried_create_cluster_and_add_steps_start_one_cluster_and_add_the_step
         steps = session.client("emr").list_steps(ClusterId=cluster["Id"])["Steps"]
         assert sorted(s["Name"] for s in steps) == sorted(APPS)  # four records: each step once
         assert cluster["Status"]["State"] == "TERMINATED"
+
+
+def test_an_api_error_while_watching_a_step_is_retried_and_never_ends_the_cluster_early(dagbag, run_dag,
+                                                                                       airflow_db):
+    """The first DescribeStep call fails (a throttled or dropped API call): the watch is retried and the
+    run succeeds; only a step's own FAILED state fails its watcher for good (the test above)."""
+    from datetime import timedelta
+
+    from moto.emr.exceptions import ValidationException
+    from moto.emr.models import ElasticMapReduceBackend
+
+    dag = dagbag.dags["fraud_batch_emr"]
+    describe_step = ElasticMapReduceBackend.describe_step
+    calls = []
+
+    def fails_once(self, *args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise ValidationException("Rate exceeded (test fault)")
+        return describe_step(self, *args, **kwargs)
+
+    with moto_aws(OUTCOMES["completed"]) as session, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ElasticMapReduceBackend, "describe_step", fails_once)
+        patch.setattr(dag.get_task("watch_step"), "retry_delay", timedelta(seconds=1))
+        run = run_dag(dag, {"data_root": DATA_ROOT}, "fraud_batch_emr (moto, one DescribeStep error)")
+
+        assert len(calls) >= 5  # the failed call, then one per step
+        assert run.state == "success", run.states
+        assert {run.states[f"watch_step[{i}]"] for i in range(4)} == {"success"}
+        assert the_cluster(session)["Status"]["State"] == "TERMINATED"

@@ -1,4 +1,5 @@
-"""The one way the lab opens a plain Kafka consumer (kafka-python), and the reads built on it.
+"""The one way the lab opens a plain Kafka consumer (kafka-python), the reads built on it, and the check
+that Spark's own Kafka connector is on the classpath.
 
 A group-less consumer that commits nothing, so it never disturbs another reader: the streaming
 DAG's check, the notebooks and the benchmark read topics through :func:`consumer`.
@@ -9,6 +10,27 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+
+#: The class behind ``format("kafka")``: in the spark-sql-kafka jar, not in Spark's own jars.
+CONNECTOR_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
+
+#: What the streaming apps say, and exit 2 on, when the connector is missing.
+MISSING_CONNECTOR = ("Spark's Kafka connector is not on the classpath: pass --jars with the spark-sql-kafka jars "
+                     "and their dependencies (.lab/jars/spark-kafka/*.jar, fetched by make services-fetch)")
+
+
+def connector_available(spark) -> bool:
+    """True when the driver can load :data:`CONNECTOR_CLASS` (asked before any work, so a missing
+    ``--jars`` is one sentence rather than a Spark stack trace half-way through the run)."""
+    from py4j.protocol import Py4JJavaError
+
+    jvm = spark.sparkContext._jvm
+    try:
+        jvm.java.lang.Class.forName(CONNECTOR_CLASS, False, jvm.java.lang.Thread.currentThread().getContextClassLoader())
+    except Py4JJavaError:
+        return False
+    return True
+
 
 #: How long :func:`read_range` waits for Kafka to hand back the messages asked for.
 READ_TIMEOUT_S = 300
