@@ -20,7 +20,8 @@ folder swapped in whole once complete. A model that fails the gate goes to
 ``<model-dir>_rejected`` instead: ``--model-dir`` keeps the earlier model.
 
 Exit codes: 0 done; 1 the model failed the validation gate (nothing registered,
-``<model-dir>_rejected/metrics.json`` says why); 2 unusable input or flags.
+``<model-dir>_rejected/metrics.json`` says why), or MLflow cannot be used (checked
+before fitting: nothing written); 2 unusable input or flags.
 """
 
 from __future__ import annotations

@@ -131,3 +131,19 @@ def test_fit_model_below_the_gate_exits_non_zero_registers_nothing_and_keeps_the
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("fraudlab").experiment_id])
     assert [r.data.tags["gate_passed"] for r in runs] == ["false"]
+
+
+def test_fit_model_with_mlflow_down_fails_at_once_and_writes_nothing(spark_submit, prepared_path, tmp_path,
+                                                                    monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # one refused connection is enough here
+    model_dir = earlier_output(tmp_path / "model")
+    before = tree_digest(model_dir)
+    proc = spark_submit("fit_model.py", "--input", prepared_path, "--model-dir", str(model_dir), "--search", "smoke",
+                        "--tracking-uri", "http://127.0.0.1:9")  # the discard port: nothing listens
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    assert "Traceback" not in output and "Py4JJavaError" not in output, output[-3000:]
+    assert any("MLflow at http://127.0.0.1:9 cannot be used" in line and "nothing fitted" in line
+               for line in output.splitlines()), output[-3000:]
+    assert "candidate" not in output  # refused before the search
+    assert tree_digest(model_dir) == before and not (tmp_path / "model_rejected").exists()

@@ -104,6 +104,21 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
     return mlflow.create_experiment(name, artifact_location=artifact_root(tracking_uri))
 
 
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server or store cannot be used (down, refused, misnamed)."""
+
+
+def check_tracking(experiment: str, tracking_uri: str) -> str:
+    """:func:`ensure_experiment` as a start-up check: the experiment's id, or :class:`TrackingUnavailable`
+    with one sentence. ``fit_model`` asks before it fits, so an MLflow server that is down costs
+    seconds, not a whole search, and nothing is written or registered."""
+    configure(tracking_uri)
+    try:
+        return ensure_experiment(experiment, tracking_uri)
+    except Exception as err:  # noqa: BLE001  (MlflowException, requests' errors, sqlite errors)
+        raise TrackingUnavailable(f"MLflow at {tracking_uri} cannot be used ({_first_line(err)})") from None
+
+
 # --------------------------------------------------------------------------- run contents
 
 

@@ -66,6 +66,14 @@ def run(spark: SparkSession, args: FitOptions, thresholds: dict[str, float]) -> 
     except ValueError as err:
         log.error("--input %s", err)
         return 2
+    if not args.no_tracking:
+        from fraudlab import registry
+
+        try:
+            registry.check_tracking(args.experiment, args.tracking_uri)
+        except registry.TrackingUnavailable as err:
+            log.error("%s: nothing fitted, written or registered (start it, or pass --no-tracking)", err)
+            return 1
     # Customer history looks only at earlier steps, so it is computed once over all rows:
     # a test row sees the training-period history it would see when scored.
     data = features.model_input(prepared).persist()
