@@ -49,17 +49,17 @@ def spark():
     session.stop()
 
 
+def spark_submit_command(app: str, *args: str, master: str = "local[2]",
+                         extra_submit_args: list[str] | None = None) -> list[str]:
+    """``spark-submit --master <master> --conf spark.ui.enabled=false [extra] spark-apps/<app> <args>``."""
+    return [str(VENV_BIN / "spark-submit"), "--master", master, "--conf", "spark.ui.enabled=false",
+            *(extra_submit_args or []), str(SPARK_APPS / app), *args]
+
+
 def run_spark_app(app: str, *args: str, master: str = "local[2]", timeout: int = 900,
                   extra_submit_args: list[str] | None = None) -> subprocess.CompletedProcess:
     """Run ``spark-apps/<app>`` through the real ``spark-submit`` and return the finished process."""
-    cmd = [
-        str(VENV_BIN / "spark-submit"),
-        "--master", master,
-        "--conf", "spark.ui.enabled=false",
-        *(extra_submit_args or []),
-        str(SPARK_APPS / app),
-        *args,
-    ]
+    cmd = spark_submit_command(app, *args, master=master, extra_submit_args=extra_submit_args)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
@@ -74,8 +74,7 @@ def kill_spark_app_when(app: str, *args: str, ready, timeout: float = 600,
     import tempfile
     import time
 
-    cmd = [str(VENV_BIN / "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false",
-           *(extra_submit_args or []), str(SPARK_APPS / app), *args]
+    cmd = spark_submit_command(app, *args, extra_submit_args=extra_submit_args)
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=REPO,
                             start_new_session=True)

@@ -117,12 +117,15 @@ def stats_from_json(saved: object) -> dict[str, tuple[float, float | None]]:
     """The statistics :func:`stats_as_json` wrote, back; ValueError when ``saved`` is not of that shape."""
     if not isinstance(saved, dict) or not saved:
         raise ValueError("no category statistics")
+    def number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
     stats = {}
     for category, figures in saved.items():
-        if not isinstance(figures, dict) or not isinstance(figures.get("mean"), (int, float)) or not (
-                figures.get("std") is None or isinstance(figures["std"], (int, float))):
+        mean, std = (figures.get("mean"), figures.get("std")) if isinstance(figures, dict) else (None, None)
+        if not number(mean) or not (std is None or number(std)):
             raise ValueError(f"category statistics of {category!r} are not numbers")
-        stats[str(category)] = (float(figures["mean"]), None if figures["std"] is None else float(figures["std"]))
+        stats[str(category)] = (float(mean), None if std is None else float(std))
     return stats
 
 

@@ -37,6 +37,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fraudlab import config, features, io
+from fraudlab.logs import first_line
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def check_tracking(experiment: str, tracking_uri: str) -> str:
     try:
         return ensure_experiment(experiment, tracking_uri)
     except Exception as err:  # noqa: BLE001  (MlflowException, requests' errors, sqlite errors)
-        raise TrackingUnavailable(f"MLflow at {tracking_uri} cannot be used ({_first_line(err)})") from None
+        raise TrackingUnavailable(f"MLflow at {tracking_uri} cannot be used ({first_line(err)})") from None
 
 
 # --------------------------------------------------------------------------- run contents
@@ -387,7 +388,8 @@ def load_model(uri: str, tracking_uri: str | None = None) -> tuple[PipelineModel
     (float or ``None``), ``metrics`` (``metrics.json`` or ``None``),
     ``drift_reference`` (or ``None``), ``version`` and ``run_id`` (registry URIs
     only). Needs an active SparkSession. Raises :class:`GateRefused` before loading anything when
-    the model's gate verdict is failed or missing (:func:`check_gate_verdict`).
+    the model's gate verdict is failed or missing (:func:`check_gate_verdict`), and
+    :class:`TamperedModel` when its SQL feature stage is not the lab's (:func:`check_feature_sql`).
     """
     spark = SparkSession.getActiveSession()
     if spark is None:
@@ -512,21 +514,13 @@ def load_scoring_model(uri: str, tracking_uri: str | None = None,
     except (GateRefused, TamperedModel) as err:
         raise ModelLoadError(str(err)) from None
     except Exception as err:  # noqa: BLE001  (any load failure means there is nothing to score with)
-        raise ModelLoadError(f"cannot load model {uri}: {_first_line(err)}") from None
+        raise ModelLoadError(f"cannot load model {uri}: {first_line(err)}") from None
     chosen = threshold if threshold is not None else info.get("threshold")
     if chosen is None:
         raise ModelLoadError(f"model {uri} carries no decision threshold (no metrics.json); pass --threshold")
     if not 0.0 < chosen <= 1.0:
         raise ModelLoadError(f"the decision threshold must lie in (0, 1], got {chosen}")
     return pipeline, info, float(chosen)
-
-
-def _first_line(err: Exception) -> str:
-    """The first line of an error's text; for a Py4J error, of its Java exception (not the JVM's stack)."""
-    java = getattr(err, "java_exception", None)
-    text = str(java.toString() if java is not None else err).strip()
-    first = text.splitlines()[0] if text else type(err).__name__
-    return first[:300]
 
 
 def model_version(info: dict[str, Any]) -> str:

@@ -28,7 +28,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -42,6 +41,7 @@ from fraudlab.config import DetectionConfig
 from fraudlab.data.parsing import parse_header, parse_lines
 from fraudlab.schemas import PREPARED_SCHEMA
 from services import runner
+from tests.conftest import spark_submit_command
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -51,7 +51,6 @@ ALERT_THRESHOLD = DetectionConfig().alert_threshold
 BAD_CSV_LINES = ["0,'C1','4','M','28007'", "3,'C1','4','M','28007','M1','28007','es_food',-2.00,0"]
 APP_TIMEOUT = 900
 REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 
 
 def _good_message(transaction_id: str) -> dict:
@@ -213,9 +212,9 @@ def classify_available_now(replayed, sink, model_dir, jars, *extra: str) -> subp
 def start_classifier(replayed, sink, model_dir, jars, log_name: str, *extra: str) -> tuple[subprocess.Popen, Path]:
     """The classifier in continuous mode, in its own process group (so a kill takes the Python driver too)."""
     log_path = sink["logs"] / log_name
-    cmd = [str(VENV_BIN / "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false",
-           *_jars_args(jars), str(REPO / "spark-apps" / "classify_stream.py"),
-           *classifier_args(replayed, sink, model_dir, "--trigger-interval", "1 second", *extra)]
+    cmd = spark_submit_command("classify_stream.py",
+                               *classifier_args(replayed, sink, model_dir, "--trigger-interval", "1 second", *extra),
+                               extra_submit_args=_jars_args(jars))
     with log_path.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
     return proc, log_path

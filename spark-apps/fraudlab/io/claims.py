@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from fraudlab import schemas, scoring
 from fraudlab.io.files import read_header, read_lines
+from fraudlab.logs import first_line
 from fraudlab.data.parsing import parse_header, parse_lines, split_valid, validate
 from fraudlab.schemas import PARTITION_COLUMN, PREPARED_COLUMNS, PREPARED_SCHEMA
 
@@ -39,7 +40,7 @@ def read_prepared(spark: SparkSession, path: str) -> DataFrame:
     try:
         found = spark.read.parquet(path).schema
     except Exception as err:  # noqa: BLE001  (AnalysisException, SparkException: not Parquet, no files)
-        raise ValueError(f"{path} is not a Parquet data set ({_first_line(err)})") from None
+        raise ValueError(f"{path} is not a Parquet data set ({first_line(err, 200)})") from None
     missing = [name for name in PREPARED_COLUMNS if name not in found.fieldNames()]
     if missing:
         raise ValueError(f"{path} lacks the prepared column(s) {', '.join(missing)}: is it prepare_data.py output?")
@@ -76,7 +77,7 @@ def read_scored(spark: SparkSession, path: str, fmt: str) -> DataFrame:
         try:
             spark.read.parquet(path).schema
         except Exception as err:  # noqa: BLE001  (AnalysisException, SparkException: not Parquet, no files)
-            raise ValueError(f"{path} does not read as parquet ({_first_line(err)})") from None
+            raise ValueError(f"{path} does not read as parquet ({first_line(err, 200)})") from None
         scored = scoring.select_scored(spark.read.schema(schemas.SCORED_SCHEMA).parquet(path))
     elif fmt == "json":
         scored = scoring.select_scored(spark.read.schema(schemas.SCORED_SCHEMA).json(path))
@@ -89,7 +90,3 @@ def read_scored(spark: SparkSession, path: str, fmt: str) -> DataFrame:
                          "(is it score_claims.py output in that format?)")
     return scored
 
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:200]
