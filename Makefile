@@ -43,9 +43,9 @@ $(STAMP): requirements.lock pyproject.toml
 demo: setup ## run the batch pipeline on local Spark: generate, prepare, fit, score, report
 	@$(PY) scripts/demo.py
 
-test: setup chromium ## run the whole test suite
+test: setup chromium ## run the whole test suite (tests/compose/ in a second session beside the rest)
 	@echo "test: running pytest (the harness starts and stops the services it needs)"
-	@$(PY) -m pytest
+	@$(PY) scripts/test_suite.py
 
 bench: bench-batch bench-streaming ## run every benchmark; results in bench/results/
 
