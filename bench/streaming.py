@@ -120,10 +120,8 @@ def spark_submit(app: str, *args: str, jars: list[str], log_path: Path, backgrou
 
 def fit_model(target: Path, seed: int) -> Path:
     """A logistic regression on 20,000 other generated rows, saved as fit_model.py saves one."""
-    from pyspark.ml.classification import LogisticRegression
     from pyspark.sql import functions as F
 
-    from fraudlab import features
     from fraudlab.train import pipeline as train_pipeline
     from fraudlab.session import build_spark
 
@@ -136,12 +134,7 @@ def fit_model(target: Path, seed: int) -> Path:
                  .withColumn("transaction_id", F.monotonically_increasing_id().cast("string"))
                  .withColumn("event_time", event_time)
                  .withColumn("event_month", F.date_format(event_time, "yyyy-MM"))).cache()
-        stats = features.category_stats(train)
-        pipeline = train_pipeline.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), stats)
-        fitted = pipeline.fit(train_pipeline.add_class_weight(features.model_input(train)))
-        fitted.write().overwrite().save(str(target))
-        (target / "metrics.json").write_text(json.dumps({"threshold": MODEL_THRESHOLD, "gate": {"passed": True},
-                                                        "category_stats": features.stats_as_json(stats)}))
+        train_pipeline.save_logistic_model(train, str(target), MODEL_THRESHOLD)
         return target
     finally:
         spark.stop()

@@ -8,7 +8,7 @@ can be rerun from a shell with the command printed at the top of its log.
 
 | task | what it runs |
 |---|---|
-| `package_fraudlab` | zips `spark-apps/fraudlab` into the run folder, shipped to Spark with `--py-files` |
+| `package_fraudlab` | checks that every path param (`data_root`, `input_path`) lies inside the lab's data root (`FRAUDLAB_DATA`, else the checkout's `data/`): one outside fails the run here, in one sentence, with no retry and nothing read or written; then zips `spark-apps/fraudlab` into the run folder, shipped to Spark with `--py-files` |
 | `prepare_data` | `prepare_data.py --input ... --output <run>/prepared --quarantine <run>/quarantine` |
 | `fit_model` | `fit_model.py --input <run>/prepared --model-dir <run>/model --gate ...`: exits non-zero when the model misses a gate threshold, which fails the run; nothing is registered then, so the MLflow `champion` alias stays where it was, the failed model goes to `<run>/model_rejected` (never to `<run>/model`) and nothing is scored |
 | `score_claims` | `score_claims.py` with this run's model on the prepared claims, into `<data_root>/scored/claims` |
@@ -43,6 +43,7 @@ from airflow.sdk import DAG, Param
 from fraudlab import config
 from fraudlab.orchestration import (
     DEFAULT_ARGS,
+    LOCAL_PATH_PARAMS,
     RUN_DIR,
     batch_app_args,
     batch_params,
@@ -71,7 +72,7 @@ with DAG(
         **batch_params(Param(config.MLFLOW_TRACKING_URI, type="string", title="MLflow tracking URI")),
     },
 ) as dag:
-    package = package_task()(run_dir=RUN_DIR)
+    package = package_task()(run_dir=RUN_DIR, paths=LOCAL_PATH_PARAMS)
 
     prepare = spark_submit("prepare_data", ARGS["prepare_data"], package)
     # A failed gate is a verdict, not an accident: fitting the same data again gives the same verdict.

@@ -7,7 +7,7 @@ data interval, from the claims `fraud_batch_local` scored into `<data_root>/scor
 
 | task | what it runs |
 |---|---|
-| `package_fraudlab` | zips `spark-apps/fraudlab` into the run folder, shipped to Spark with `--py-files` |
+| `package_fraudlab` | checks that `data_root` lies inside the lab's data root (`FRAUDLAB_DATA`, else the checkout's `data/`; outside: the run fails here, in one sentence, with no retry), then zips `spark-apps/fraudlab` into the run folder, shipped to Spark with `--py-files` |
 | `monthly_report` | `monthly_report.py --input <data_root>/scored/claims --month {{ data_interval_start }}'s YYYY-MM --output <data_root>/reports` |
 
 ## Schedule
@@ -64,4 +64,5 @@ with DAG(
     },
 ) as dag:
 
-    spark_submit("monthly_report", REPORT_ARGS, package_task()(run_dir=RUN_DIR))
+    package = package_task()(run_dir=RUN_DIR, paths={"data_root": "{{ params.data_root }}"})
+    spark_submit("monthly_report", REPORT_ARGS, package)

@@ -17,6 +17,7 @@ from fraudlab.orchestration import (
     DEFAULT_ARGS,
     ENDPOINT_MACROS,
     INPUT,
+    LOCAL_PATH_PARAMS,
     RUN_DIR,
     TRY_NUMBER_KEY,
     cassandra_hosts,
@@ -37,7 +38,9 @@ DETECTION = config.DetectionConfig()
 DOCS = Path(__file__).with_name(f"{DAG_ID}.md").read_text()
 #: The check's Kafka client id.
 CLIENT_ID = "fraud_streaming-check"
-TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
+#: A Kafka topic name: its legal characters, at most 249 of them, never "." or "..". The topic is a
+#: folder of the checkpoint path, so a name that climbs out of it is refused with the trigger form.
+TOPIC_PATTERN = r"^(?!\.\.?$)[A-Za-z0-9._-]{1,249}$"
 
 # Run values, rendered when a task runs (RUN_DIR and INPUT as in every DAG).
 REPLAY_METRICS = f"{RUN_DIR}/replay_metrics.json"
@@ -119,7 +122,7 @@ with DAG(
         except check.CheckFailed as err:  # a verdict on data already written: retrying gives the same answer
             raise AirflowFailException(str(err)) from err
 
-    package = package_task()(run_dir=RUN_DIR)
+    package = package_task()(run_dir=RUN_DIR, paths={**LOCAL_PATH_PARAMS, "model_uri": "{{ params.model_uri }}"})
     before = topic_offsets.override(task_id="topic_offsets_before")(topic="{{ params.topic }}")
     after = topic_offsets.override(task_id="topic_offsets_after")(topic="{{ params.topic }}")
     alerts_before = topic_offsets.override(task_id="alerts_offsets_before")(topic="{{ params.alerts_topic }}")

@@ -24,7 +24,10 @@ event order.
 
 ``_metrics.json`` (``--metrics``, default inside the quarantine folder) holds
 ``rows_in`` (data lines), ``rows_sent``, ``rows_quarantined``, the reasons, the
-pace and the timings; the counts also go to the log.
+pace and the timings; the counts also go to the log. The quarantine folder (with
+the metrics when they are inside it) replaces the earlier replay's only once every
+message is sent (``fraudlab.io.publishing``): a replay Kafka refused keeps the
+earlier record whole. Neither may be or lie inside ``--input``.
 
 Exit codes: 0 done; 1 Kafka refused the messages; 2 unusable input or flags.
 """
@@ -40,7 +43,8 @@ from pyspark.sql import functions as F
 
 from fraudlab import cli, config, io
 from fraudlab.io import claims, kafka
-from fraudlab.logs import configure_logging
+from fraudlab.io.files import qualified
+from fraudlab.logs import configure_logging, first_line
 from fraudlab.data.parsing import quarantine_reasons, split_fields, split_valid, validate
 from fraudlab.session import build_spark
 from fraudlab.streaming import codec, replay
@@ -50,6 +54,10 @@ APP_NAME = "stream_csv_to_kafka"
 log = logging.getLogger(APP_NAME)
 
 DEFAULT_QUARANTINE = config.DATA_DIR / "stream" / "quarantine"
+
+
+class SendFailed(Exception):
+    """Kafka refused the messages (raised inside the quarantine's publishing, which then keeps the earlier one)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,6 +87,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def metrics_within(spark, quarantine: str, metrics: str | None) -> str | None:
+    """Where the metrics file lies inside the quarantine folder (``_metrics.json`` by default); None when outside."""
+    if metrics is None:
+        return "_metrics.json"
+    folder, path = qualified(spark, quarantine).rstrip("/"), qualified(spark, metrics)
+    return path[len(folder) + 1:] if path.startswith(folder + "/") else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
@@ -88,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         if not kafka.connector_available(spark):
             log.error("%s", kafka.MISSING_CONNECTOR)
             return 2
+        problem = io.overlap(spark, {"--input": args.input},
+                             {"--quarantine": args.quarantine, "--metrics": args.metrics})
+        if problem:
+            log.error("%s", problem)
+            return 2
         columns = claims.csv_columns(spark, args.input, log)
         if columns is None:
             return 2
@@ -96,30 +117,40 @@ def main(argv: list[str] | None = None) -> int:
         validated = validate(split_fields(io.read_lines(spark, args.input), columns), args.start_date).cache()
         prepared, quarantine = split_valid(validated)
         quarantine = quarantine.cache()
-        quarantine.write.mode("overwrite").json(args.quarantine)
-        rows_quarantined = quarantine.count()
-
-        messages = (
-            codec.to_kafka_messages(
-                replay.replay_order(prepared).withColumn("chunk", args.pace.chunk()))
-            .cache()
-        )  # fmt: skip
-        rows_valid = messages.count()
-        to_send = messages if args.limit is None else messages.where(F.col("seq") <= args.limit)
-        read_seconds = time.perf_counter() - started
-
-        send_started = time.perf_counter()
+        # The quarantine (and its _metrics.json) of this replay replaces the earlier one only once
+        # every message is sent: a replay Kafka refused leaves the earlier replay's record whole.
         try:
-            sent = send_paced(to_send, args.bootstrap_servers, args.topic, args.pace)
-        except Exception as err:  # noqa: BLE001  (the Kafka sink's errors come through py4j)
-            log.error("sending to %s at %s failed: %s", args.topic, args.bootstrap_servers,
-                      str(err).splitlines()[0])
+            with io.publishing(spark, args.quarantine) as staging:
+                quarantine.write.mode("overwrite").json(staging)
+                rows_quarantined = quarantine.count()
+                messages = (
+                    codec.to_kafka_messages(
+                        replay.replay_order(prepared).withColumn("chunk", args.pace.chunk()))
+                    .cache()
+                )  # fmt: skip
+                rows_valid = messages.count()
+                to_send = messages if args.limit is None else messages.where(F.col("seq") <= args.limit)
+                read_seconds = time.perf_counter() - started
+
+                send_started = time.perf_counter()
+                try:
+                    sent = send_paced(to_send, args.bootstrap_servers, args.topic, args.pace)
+                except Exception as err:  # noqa: BLE001  (the Kafka sink's errors come through py4j)
+                    raise SendFailed(first_line(err)) from err
+                send_seconds = time.perf_counter() - send_started
+                seconds = {"read": read_seconds, "send": send_seconds, "elapsed": time.perf_counter() - started}
+                metrics = replay_metrics(args, rows_valid, rows_quarantined, quarantine_reasons(quarantine), sent,
+                                         seconds)
+                inside = metrics_within(spark, args.quarantine, args.metrics)
+                if inside is not None:
+                    io.write_json(spark, f"{staging}/{inside}", metrics)
+        except SendFailed as err:
+            log.error("sending to %s at %s failed: %s (the earlier quarantine is kept)", args.topic,
+                      args.bootstrap_servers, err)
             return 1
-        send_seconds = time.perf_counter() - send_started
+        if inside is None:
+            io.write_json(spark, args.metrics, metrics)
         rows_sent, chunks, max_lag = sent
-        seconds = {"read": read_seconds, "send": send_seconds, "elapsed": time.perf_counter() - started}
-        metrics = replay_metrics(args, rows_valid, rows_quarantined, quarantine_reasons(quarantine), sent, seconds)
-        io.write_json(spark, args.metrics or f"{args.quarantine.rstrip('/')}/_metrics.json", metrics)
         log.info("rows_in=%d rows_sent=%d rows_quarantined=%d to %s in %.1f s (%d chunk(s), max lag %.2f s)",
                  metrics["rows_in"], rows_sent, rows_quarantined, args.topic, send_seconds, chunks, max_lag)
         return 0

@@ -131,3 +131,15 @@ def test_a_streaming_app_without_the_kafka_connector_says_so_before_any_work(spa
     proc = spark_submit(app, *args, "--bootstrap-servers", "127.0.0.1:1")
     assert_refused(proc, "Kafka connector is not on the classpath", "--jars")
     assert tree_digest(quarantine) == before and not (tmp_path / "ck").exists()
+
+
+def test_the_replay_refuses_a_quarantine_inside_its_input_folder(spark_submit, spark_kafka_jars, tmp_path):
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "a.csv").write_text(HEADER + "\n")
+    before = tree_digest(folder)
+    proc = spark_submit("stream_csv_to_kafka.py", "--input", str(folder), "--quarantine", str(folder / "q"),
+                        "--bootstrap-servers", "127.0.0.1:1",
+                        extra_submit_args=["--jars", ",".join(spark_kafka_jars)])
+    assert_refused(proc, "--quarantine", "inside --input")
+    assert tree_digest(folder) == before

@@ -7,7 +7,8 @@ The DAG files in ``dags/`` only orchestrate; the pieces two or more of them need
 - :func:`batch_app_args`, the flags of the four batch apps, one list for the local and the EMR DAG;
 - :func:`batch_params`, the trigger-form params both batch DAGs offer; :func:`local_input_params` and
   :func:`start_date_param`, the params the local DAGs (batch and streaming) state alike;
-- :func:`package_task`, the task that zips ``fraudlab`` into the run folder for ``--py-files``;
+- :func:`package_task`, the task that zips ``fraudlab`` into the run folder for ``--py-files``, after
+  :func:`outside_data_root` found every path param inside the lab's data root (:func:`lab_data_root`);
 - :func:`spark_submit`, the ``SparkSubmitOperator`` of an app (task id, Spark name and file: one name);
 - :func:`push_try_number`, a callback that tells a later task whether a task was retried;
 - the endpoints a task looks up when it runs: :func:`kafka_bootstrap`, :func:`cassandra_hosts`,
@@ -19,9 +20,12 @@ Airflow is imported inside the functions, so the module imports without it (the 
 
 from __future__ import annotations
 
+import os
+import posixpath
 import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from fraudlab import config, packaging
 
@@ -46,6 +50,51 @@ RUN_DIR = "{{ params.data_root }}/runs/{{ dag.dag_id }}/{{ run_id | path_safe }}
 INPUT = "{{ params.input_path or params.data_root ~ '/raw/transactions.csv' }}"
 SCORED = "{{ params.data_root }}/scored/claims"
 REPORTS = "{{ params.data_root }}/reports"
+
+
+#: The trigger-form params that name paths on this machine, for :func:`package_task` to confine.
+LOCAL_PATH_PARAMS = {"data_root": "{{ params.data_root }}", "input_path": "{{ params.input_path or '' }}"}
+
+
+def lab_data_root() -> str:
+    """The folder every local DAG reads and writes under, read when a task runs: ``FRAUDLAB_DATA``
+    (the compose images set ``/opt/fraudlab/data``), else the checkout's ``data/``."""
+    return os.environ.get("FRAUDLAB_DATA") or str(config.DATA_DIR)
+
+
+def _location(path: str) -> tuple[str, str, str]:
+    """(scheme, authority, path) of a path or URI; a plain path and ``file:`` are the local file system."""
+    parts = urlsplit(path)
+    if parts.scheme in ("", "file") or len(parts.scheme) == 1:  # one letter: a Windows drive, not a scheme
+        return "file", "", parts.path if parts.scheme == "file" else path
+    return parts.scheme, parts.netloc, parts.path
+
+
+def outside_data_root(paths: dict[str, str | None], root: str) -> str | None:
+    """Why a path param is refused, in one sentence naming the param (never a file's content); None when
+    every one lies inside ``root``. Empty values and MLflow URIs (``models:``, ``runs:``) are not paths.
+
+    A path is refused when it climbs with ``..``, is relative (to what: the worker's folder?), or is
+    on another file system or outside ``root``. Symbolic links are not followed: a link inside the
+    root to a file elsewhere is the operator's choice.
+    """
+    scheme, authority, base = _location(root)
+    base = posixpath.normpath(base)
+    for name, value in paths.items():
+        if not value or urlsplit(value).scheme in ("models", "runs"):
+            continue
+        where = f"param {name}={value!r}"
+        v_scheme, v_authority, v_path = _location(value)
+        if ".." in v_path.split("/"):
+            return f"{where} climbs out of its folder with '..': give the path inside {root} it means"
+        if v_scheme == "file" and not v_path.startswith("/"):
+            return f"{where} is a relative path: give an absolute one inside {root}"
+        inside = posixpath.normpath(v_path)
+        within = inside == base or inside.startswith(base.rstrip("/") + "/")
+        if (v_scheme, v_authority) != (scheme, authority) or not within:
+            return (f"{where} lies outside the lab's data root {root}: put the data under it, or run Airflow with "
+                    f"FRAUDLAB_DATA set to a folder that holds it")
+    return None
 
 
 def path_safe(value: str) -> str:
@@ -122,13 +171,20 @@ def batch_params(mlflow_tracking_uri: Any) -> dict[str, Any]:
 def package_task():
     """The ``package_fraudlab`` task: zip the package into the run folder, for the Spark tasks' ``--py-files``.
 
-    Call the result with ``run_dir=RUN_DIR``; its output is the zip's path.
+    Call the result with ``run_dir=RUN_DIR`` and ``paths`` (:data:`LOCAL_PATH_PARAMS`, plus any other
+    path param); its output is the zip's path. It runs first, so a path param outside the lab's data
+    root fails the run there, in one sentence, before anything is read or written (no retry).
     """
     from airflow.sdk import task
 
     @task(task_id="package_fraudlab")
-    def package_fraudlab(run_dir: str) -> str:
-        """Zip the fraudlab package into the run folder; the zip goes to every Spark task as --py-files."""
+    def package_fraudlab(run_dir: str, paths: dict[str, str]) -> str:
+        """Check the path params, then zip the fraudlab package into the run folder (every Spark task's --py-files)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        problem = outside_data_root(paths, lab_data_root())
+        if problem:
+            raise AirflowFailException(problem)
         return packaging.zip_package(run_dir)
 
     return package_fraudlab

@@ -138,7 +138,21 @@ def dagbag():
     return DagBag(dag_folder=str(DAGS_DIR))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package", autouse=True)
+def lab_data_root(tmp_path_factory):
+    """``FRAUDLAB_DATA`` while this package runs: pytest's base temp folder, which holds every test's data
+    root and input, because the local DAGs refuse a path param outside the lab's data root. Set before
+    any Airflow process of these tests starts (they inherit it), restored after the package."""
+    saved = os.environ.get("FRAUDLAB_DATA")
+    os.environ["FRAUDLAB_DATA"] = str(tmp_path_factory.getbasetemp())
+    yield tmp_path_factory.getbasetemp()
+    if saved is None:
+        os.environ.pop("FRAUDLAB_DATA", None)
+    else:
+        os.environ["FRAUDLAB_DATA"] = saved
+
+
+@pytest.fixture(scope="package")
 def banksim_csv(tmp_path_factory) -> Path:
     """3,000 BankSim-shaped transactions, written by the generator app (plain Python, no Spark needed)."""
     out = tmp_path_factory.mktemp("raw") / "transactions.csv"
@@ -178,7 +192,7 @@ def run_dag_test(dag, conf: dict, label: str) -> DagTestRun:
     return DagTestRun(run_id=dag_run.run_id, state=state, states=states, seconds=seconds, conf=conf)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def batch_local_run(airflow_db, dagbag, banksim_csv, tmp_path_factory) -> DagTestRun:
     """``fraud_batch_local`` run for real on local[2], with its own data root and MLflow store."""
     data_root = tmp_path_factory.mktemp("batch-data")

@@ -26,8 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def services(airflow_db, airflow_services, tmp_path_factory):
-    with airflow_services(tmp_path_factory.mktemp("airflow-services-logs"),
-                          extra_env={"FRAUDLAB_DATA": str(tmp_path_factory.mktemp("default-data-root"))}) as running:
+    with airflow_services(tmp_path_factory.mktemp("airflow-services-logs")) as running:
         yield running
 
 

@@ -137,6 +137,18 @@ def test_param_defaults_are_valid(dagbag, path):
     dagbag.dags[path.stem].params.validate()
 
 
+@pytest.mark.parametrize("param", ["topic", "alerts_topic", "dead_letter_topic", "keyspace"])
+@pytest.mark.parametrize("name", [".", "..", "../checkpoints", "a/b", "", "x" * 250])
+def test_streaming_names_that_kafka_or_cassandra_refuse_are_refused_by_the_trigger_form(dagbag, param, name):
+    """The topic and the keyspace are folders of the checkpoint path: no name may climb out of it."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        dagbag.dags["fraud_streaming"].params.get_param(param).resolve(name)
+    assert dagbag.dags["fraud_streaming"].params.get_param(param).resolve("fraud_tx.v2" if "topic" in param
+                                                                          else "fraud_v2")
+
+
 @pytest.mark.parametrize("path", DAG_FILES, ids=DAG_IDS)
 def test_spark_tasks_run_the_app_of_their_name_with_the_package(dagbag, path):
     from airflow.sdk import XComArg

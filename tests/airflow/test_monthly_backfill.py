@@ -38,8 +38,7 @@ def data_root(batch_local_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def services(data_root, airflow_db, airflow_services, tmp_path_factory):
-    with airflow_services(tmp_path_factory.mktemp("backfill-services-logs"),
-                          extra_env={"FRAUDLAB_DATA": str(tmp_path_factory.mktemp("default-data-root"))}) as running:
+    with airflow_services(tmp_path_factory.mktemp("backfill-services-logs")) as running:
         proc = running.cli("dags", "unpause", DAG_ID)
         assert proc.returncode == 0, proc.stderr
         yield running

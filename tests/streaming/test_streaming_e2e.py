@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from fraudlab import features, io, scoring
+from fraudlab import io, scoring
 from fraudlab.train import pipeline as train_pipeline
 from fraudlab.data import generator
 from fraudlab.config import DetectionConfig
@@ -120,23 +120,14 @@ def _tail(path: Path, lines: int = 40) -> str:
 @pytest.fixture(scope="module")
 def model_dir(spark, tmp_path_factory) -> Path:
     """A logistic regression fitted on other generated rows, saved as fit_model.py saves one."""
-    from pyspark.ml.classification import LogisticRegression
-
     data = generator.generate(4_000, seed=3)
     start = dt.datetime(2024, 1, 1)
     rows = [(f"train{i}", int(r.step), r.customer, r.age, r.gender, r.zipcodeOri, r.merchant, r.zipMerchant,
              r.category, float(r.amount), int(r.fraud), start + dt.timedelta(days=int(r.step)),
              (start + dt.timedelta(days=int(r.step))).strftime("%Y-%m"))
             for i, r in enumerate(data.itertuples())]
-    train = spark.createDataFrame(rows, PREPARED_SCHEMA).cache()
-    stats = features.category_stats(train)
-    fitted = train_pipeline.build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), stats).fit(
-        train_pipeline.add_class_weight(features.model_input(train)))
     out = tmp_path_factory.mktemp("stream_model") / "fraud_model"
-    fitted.write().overwrite().save(str(out))
-    (out / "metrics.json").write_text(json.dumps({"threshold": MODEL_THRESHOLD, "gate": {"passed": True},
-                                                 "category_stats": features.stats_as_json(stats)}))
-    train.unpersist()
+    train_pipeline.save_logistic_model(spark.createDataFrame(rows, PREPARED_SCHEMA), str(out), MODEL_THRESHOLD)
     return out
 
 
@@ -284,6 +275,29 @@ def test_replay_sends_valid_rows_and_quarantines_bad_ones(replayed, kafka_servic
     sent = {r.key.decode() for r in records if not r.key.startswith(b"bad-")}
     assert sent == set(replayed["batch_scores"])
     assert len(records) == ROWS + len(MALFORMED)
+
+
+def test_a_replay_kafka_refuses_exits_1_and_keeps_the_earlier_quarantine(replayed, kafka_service, spark_submit,
+                                                                          spark_kafka_jars):
+    """The broker refuses the messages (a topic name Kafka rejects): the first replay's quarantine and its
+    ``_metrics.json`` stay byte for byte, and no staging folder is left beside them."""
+    quarantine = replayed["csv"].parent / "quarantine"
+    before = {p.relative_to(quarantine): p.read_bytes() for p in quarantine.rglob("*") if p.is_file()}
+    assert Path("_metrics.json") in before
+    done = spark_submit(
+        "stream_csv_to_kafka.py", "--input", str(replayed["csv"]), "--topic", "no such topic!",
+        "--bootstrap-servers", kafka_service.bootstrap_servers, "--quarantine", str(quarantine),
+        extra_submit_args=_jars_args(spark_kafka_jars), timeout=APP_TIMEOUT,
+    )  # fmt: skip
+    output = done.stdout + done.stderr  # the driver's Python lines reach spark-submit's stdout
+    assert done.returncode == 1, output[-3000:]
+    errors = [line for line in output.splitlines() if "ERROR stream_csv_to_kafka:" in line]
+    assert len(errors) == 1 and "sending to no such topic! at" in errors[0], output[-3000:]
+    assert "InvalidTopicException" in errors[0] and "the earlier quarantine is kept" in errors[0]
+    assert "Traceback" not in output
+    after = {p.relative_to(quarantine): p.read_bytes() for p in quarantine.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in quarantine.parent.iterdir() if p.name.startswith(".quarantine.")] == []
 
 
 def test_stream_scores_every_row_once_sends_alerts_and_dead_letters(replayed, sink, model_dir, spark_kafka_jars):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
+from fraudlab.logs import first_line
+
 #: The app's logger: the query's lines read "classify_stream: ..." as the app's own.
 log = logging.getLogger("classify_stream")
 
@@ -91,7 +93,7 @@ def await_query(query, listener: ProgressLog) -> int:
             query.awaitTermination(1)
         query.awaitTermination()
     except Exception as err:  # noqa: BLE001  (StreamingQueryException and friends: the query failed)
-        log.error("query failed: %s", str(err).splitlines()[0] if str(err) else repr(err))
+        log.error("query failed: %s", first_line(err))
         listener.terminated.wait(10)
         return 1
     listener.terminated.wait(10)  # let the listener log the last batch before the session stops

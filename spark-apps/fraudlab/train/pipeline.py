@@ -17,12 +17,21 @@ from __future__ import annotations
 from typing import Any
 
 from pyspark.ml import Estimator, Pipeline, PipelineModel, Transformer
+from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import OneHotEncoder, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from fraudlab.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, zscore_transformer
+from fraudlab import drift, io
+from fraudlab.features import (
+    CATEGORICAL_FEATURES,
+    NUMERIC_FEATURES,
+    category_stats,
+    model_input,
+    stats_as_json,
+    zscore_transformer,
+)
 
 LABEL_COL = "fraud"
 WEIGHT_COL = "class_weight"
@@ -137,3 +146,23 @@ def classifier_params(estimator_or_model: Any) -> dict[str, Any]:
             continue
         out[param.name] = value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
     return dict(sorted(out.items()))
+
+
+def save_logistic_model(prepared: DataFrame, target: str, threshold: float) -> PipelineModel:
+    """A plain logistic regression fitted on ``prepared`` rows and saved as ``fit_model.py`` saves a model.
+
+    No search and no gate: 30 iterations, L2 0.01, balanced class weights. ``target`` gets the
+    ``PipelineModel``, a ``metrics.json`` with ``threshold``, a passed gate and the training
+    category statistics (what :func:`fraudlab.registry.check_feature_sql` checks the saved SQL
+    against), and ``drift_reference.json``: everything scoring and the stream classifier read. For
+    tests, benchmarks and notebooks that need a working model in seconds, not the best one.
+    """
+    stats = category_stats(prepared)
+    rows = model_input(prepared)
+    fitted = build_pipeline(LogisticRegression(maxIter=30, regParam=0.01), stats).fit(add_class_weight(rows))
+    fitted.write().overwrite().save(target)
+    spark = prepared.sparkSession
+    io.write_json(spark, f"{target}/metrics.json", {"threshold": threshold, "gate": {"passed": True},
+                                                   "category_stats": stats_as_json(stats)})
+    io.write_json(spark, f"{target}/drift_reference.json", drift.drift_reference(fitted.stages[0].transform(rows)))
+    return fitted
