@@ -213,8 +213,9 @@ def test_the_install_rule_catches_a_broken_copy(breakage):
         text = text.replace('CMD ["spark-submit", "--version"]',
                             'CMD ["spark-submit", "--packages", "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"]')
     elif breakage == "hashes":
-        text = text.replace("pip install --require-hashes -r /tmp/requirements.txt && rm /tmp/requirements.txt\n\n# SPARK",
-                            "pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt\n\n# SPARK")
+        text = text.replace("pip install --require-hashes --no-deps -r /tmp/requirements.txt && pip check && rm "
+                            "/tmp/requirements.txt\n\n# SPARK",
+                            "pip install --no-deps -r /tmp/requirements.txt && pip check && rm /tmp/requirements.txt\n\n# SPARK")
     else:
         text = text.replace("USER fraudlab\nEXPOSE 4040", "USER root\nEXPOSE 4040")
     assert len(spark_install_problems(text, "spark", "docker/spark/requirements.txt")) == 1
