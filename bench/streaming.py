@@ -4,7 +4,8 @@ Usage:
     make bench-streaming                  # or:
     .venv/bin/python bench/streaming.py [--replay-rows 200000] [--rows 30000] [--rate 1000] \
         [--latency-seconds 20] [--trigger-interval "1 second"] [--max-offsets-per-trigger 10000] \
-        [--producer-rows 2000] [--model data/models/fraud_model] [--output bench/results/streaming.json]
+        [--producer-rows 2000] [--sweep-rates 2000,5000] [--sweep-seconds 30] [--model data/models/fraud_model] \
+        [--output bench/results/streaming.json]
 
 Starts Kafka and Cassandra with ``services.runner`` when they are not running
 (and stops them afterwards only then). Everything it writes goes to its own
@@ -33,6 +34,10 @@ measures, on one machine:
    ``--latency-seconds`` worth of rows to a fresh topic; per row, Cassandra's
    ``WRITETIME(fraud_score)`` (set by the driver when it issues the insert)
    minus the message's Kafka timestamp, over every row.
+4. **sweep** and **sustainable_events_per_s**: the same at each of
+   ``--sweep-rates`` for ``--sweep-seconds`` (a fresh classifier, topic and
+   keyspace each, at most the file's rows); the sustainable rate is the highest
+   offered rate whose p99 stayed within two trigger intervals.
 
 Targets printed with the ratios: classifier >= half the consumer's rate; p99 <=
 2x the trigger interval at the offered rate; CSV-to-Kafka >= 5x row-at-a-time.
@@ -93,6 +98,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trigger-interval", default="1 second")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=10_000)
     parser.add_argument("--producer-rows", type=int, default=2_000, help="rows sent one at a time")
+    parser.add_argument("--sweep-rates", type=lambda text: [float(r) for r in text.split(",") if r],
+                        default=[2_000.0, 5_000.0],
+                        help="offered rates of the sweep after the latency run, comma-separated ('' for none)")
+    parser.add_argument("--sweep-seconds", type=float, default=30.0, help="length of each sweep step")
     parser.add_argument("--model", default=None, help="saved model folder (default: fit a small one here)")
     parser.add_argument("--work-dir", default=str(config.DATA_DIR / "bench" / "streaming"))
     parser.add_argument("--output", default=str(BENCH_DIR / "results" / "streaming.json"))
@@ -295,30 +304,34 @@ def run(args: argparse.Namespace) -> dict:
         log.info("classifier: %d rows in %d batches, %.1f s of batches (%.1f s wall): %.0f events/s (%.0f warm)",
                  written, len(batches), busy_s, classify_wall, classifier_rate, classifier_warm)
 
-        # 3. Latency at a fixed offered rate, once the classifier has run its first (empty) batch.
-        latency_rows = int(args.rate * args.latency_seconds)
-        progress_lat = work / "latency_progress.jsonl"
-        classifier = spark_submit(
-            "classify_stream.py", "--model", str(model_dir), "--topic", topics["lat"],
-            "--alerts-topic", topics["alerts"], "--dead-letter-topic", topics["dlq"], "--bootstrap-servers", bootstrap,
-            "--keyspace", keyspaces["latency"], "--checkpoint", str(work / "checkpoint_latency"),
-            "--trigger-interval", args.trigger_interval, "--progress-file", str(progress_lat),
-            jars=jars, log_path=work / "classify_latency.log", background=True,
-        )  # fmt: skip
-        try:
-            _wait_until(lambda: len(read_progress(progress_lat)) > 0, classifier, 600, "its first batch")
-            spark_submit("stream_csv_to_kafka.py", "--input", str(csv_path), "--topic", topics["lat"],
-                         "--bootstrap-servers", bootstrap, "--limit", str(latency_rows),
-                         "--rows-per-second", str(args.rate), "--quarantine", str(work / "quarantine_lat"),
-                         jars=jars, log_path=work / "csv_to_kafka_paced.log")
-            _wait_until(lambda: sum(b.get("rows_written") or 0 for b in read_progress(progress_lat)) >= latency_rows,
-                        classifier, 900, f"{latency_rows} rows written")
-        finally:
-            stop_app(classifier)
-        paced = json.loads((work / "quarantine_lat" / "_metrics.json").read_text())
-        latencies = _latencies(bootstrap, topics["lat"], keyspaces["latency"])
-        per_batch = [b for b in read_progress(progress_lat) if b.get("input_rows")]
+        # 3. Latency at a fixed offered rate, then the sweep over higher rates.
         trigger_ms = _interval_ms(args.trigger_interval)
+        endpoints = {"bootstrap": bootstrap, "jars": jars, "model": model_dir, "csv": csv_path,
+                     "alerts": topics["alerts"], "dlq": topics["dlq"]}
+        main_run = latency_run(args, endpoints, work / "latency", args.rate, args.latency_seconds,
+                               topics["lat"], keyspaces["latency"])
+        paced, latencies, per_batch = main_run["paced"], main_run["latencies"], main_run["batches"]
+        sweep = []
+        for rate in args.sweep_rates:
+            name = f"{int(rate)}"
+            topic, keyspace = f"{topics['lat']}_{name}", f"{keyspaces['latency']}_{name}"
+            runner.create_topics({topic: 2})
+            runner.create_keyspace(keyspace)
+            topics[f"sweep_{name}"], keyspaces[f"sweep_{name}"] = topic, keyspace
+            step = latency_run(args, endpoints, work / f"sweep_{name}", rate, args.sweep_seconds, topic, keyspace)
+            p99 = progress.percentile(step["latencies"], 99)
+            sweep.append({"offered_events_per_s": rate, "seconds": args.sweep_seconds,
+                          "achieved_events_per_s": step["paced"].get("rows_per_second_sent"),
+                          "latency_p50_ms": _round(progress.percentile(step["latencies"], 50)),
+                          "latency_p99_ms": _round(p99),
+                          "p99_within_two_triggers": p99 is not None and p99 <= 2 * trigger_ms,
+                          "batch_medians_ms": batch_medians(step["batches"])})
+            log.info("sweep: %.0f events/s offered (%s achieved) for %.0f s: p50 %s ms, p99 %s ms", rate,
+                     sweep[-1]["achieved_events_per_s"], args.sweep_seconds, sweep[-1]["latency_p50_ms"],
+                     sweep[-1]["latency_p99_ms"])
+        steady = [step["offered_events_per_s"] for step in sweep if step["p99_within_two_triggers"]]
+        if progress.percentile(latencies, 99) is not None and progress.percentile(latencies, 99) <= 2 * trigger_ms:
+            steady.append(args.rate)
         result = {
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                         "load_average_at_start": load_at_start, "load_average_at_end": list(os.getloadavg())},
@@ -350,10 +363,13 @@ def run(args: argparse.Namespace) -> dict:
             "latency_p99_ms": _round(progress.percentile(latencies, 99)),
             "latency_max_ms": _round(progress.percentile(latencies, 100)),
             "latency_batches": [{k: b.get(k) for k in ("batch_id", "input_rows", "batch_ms", "latency_p50_ms",
-                                                       "latency_p99_ms", "score_and_cassandra_ms", "kafka_out_ms",
+                                                       "latency_p99_ms", "batch_function_ms",
                                                        "duration_ms", "stages_ms")}
                                 for b in per_batch],
             "latency_batch_medians_ms": batch_medians(per_batch),
+            # The highest offered rate at which p99 stayed within two triggers (of the main run and the sweep).
+            "sweep": sweep,
+            "sustainable_events_per_s": max(steady, default=None),
         }
         result["ratios"] = {
             "classifier_over_consumer": round(classifier_rate / consumer_rate, 4),
@@ -371,6 +387,38 @@ def run(args: argparse.Namespace) -> dict:
         runner.delete_topics(topics.values())
         for keyspace in keyspaces.values():
             runner.drop_keyspace(keyspace)
+
+
+def latency_run(args: argparse.Namespace, endpoints: dict, work: Path, rate: float, seconds: float, topic: str,
+                keyspace: str) -> dict:
+    """The classifier running with ``--trigger-interval`` (warmed up: the load starts after its first, empty
+    batch) while ``stream_csv_to_kafka.py --rows-per-second rate`` offers ``seconds`` worth of rows to
+    ``topic``: the replay's metrics, every row's latency and the classifier's batches."""
+    work.mkdir(parents=True, exist_ok=True)
+    rows = int(rate * seconds)
+    progress_file = work / "progress.jsonl"
+    classifier = spark_submit(
+        "classify_stream.py", "--model", str(endpoints["model"]), "--topic", topic,
+        "--alerts-topic", endpoints["alerts"], "--dead-letter-topic", endpoints["dlq"],
+        "--bootstrap-servers", endpoints["bootstrap"], "--keyspace", keyspace,
+        "--checkpoint", str(work / "checkpoint"), "--trigger-interval", args.trigger_interval,
+        "--progress-file", str(progress_file), jars=endpoints["jars"], log_path=work / "classify.log",
+        background=True,
+    )  # fmt: skip
+    try:
+        _wait_until(lambda: len(read_progress(progress_file)) > 0, classifier, 600, "its first batch")
+        spark_submit("stream_csv_to_kafka.py", "--input", str(endpoints["csv"]), "--topic", topic,
+                     "--bootstrap-servers", endpoints["bootstrap"], "--limit", str(rows),
+                     "--rows-per-second", str(rate), "--quarantine", str(work / "quarantine"),
+                     jars=endpoints["jars"], log_path=work / "csv_to_kafka_paced.log")
+        paced = json.loads((work / "quarantine" / "_metrics.json").read_text())
+        _wait_until(lambda: sum(b.get("rows_written") or 0 for b in read_progress(progress_file)) >= paced["rows_sent"],
+                    classifier, 900, f"{paced['rows_sent']} rows written")
+    finally:
+        stop_app(classifier)
+    return {"paced": paced,
+            "latencies": _latencies(endpoints["bootstrap"], topic, keyspace),
+            "batches": [b for b in read_progress(progress_file) if b.get("input_rows")]}
 
 
 def batch_medians(batches: list[dict]) -> dict[str, dict[str, float]]:
@@ -447,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
              "(target <= 2: %s)", result["offered_events_per_s"], result["trigger_interval_ms"],
              result["latency_p50_ms"], result["latency_p99_ms"], ratios["p99_over_trigger_interval"],
              "met" if met["p99_within_two_trigger_intervals"] else "NOT met")
+    log.info("sustainable rate (p99 within two triggers): %s events/s; sweep %s", result["sustainable_events_per_s"],
+             [(step["offered_events_per_s"], step["latency_p99_ms"]) for step in result["sweep"]])
     log.info("median batch, throughput run: %s", _medians_line(result["classifier_batch_medians_ms"]))
     log.info("median batch, latency run: %s", _medians_line(result["latency_batch_medians_ms"]))
     log.info("load average at start %s, at end %s", result["machine"]["load_average_at_start"],

@@ -14,6 +14,8 @@ Scores every message of ``--topic`` into Cassandra (``--keyspace``: ``scored_tra
 ``alerts_by_day``, ``customer_history``), sends each transaction whose ``fraud_score`` reaches
 ``--alert-threshold`` to ``--alerts-topic`` and each invalid message, with its reason, to
 ``--dead-letter-topic``; the steps of a micro-batch are in :mod:`fraudlab.streaming.batch`.
+Alerts and dead letters go out in one Kafka transaction per batch, so a consumer reading with
+``isolation.level=read_committed`` sees each once, across crashes (:mod:`fraudlab.streaming.delivery`).
 ``--available-now`` processes what is in the topic and exits (Airflow's mode); otherwise the query
 runs every ``--trigger-interval`` until SIGTERM or SIGINT (a graceful stop). Each batch logs its rows,
 rate, duration and end-to-end latency (p50/p99); ``--progress-file`` appends them as JSON lines.
@@ -64,8 +66,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Cassandra requests in flight per writer")
     parser.add_argument("--write-retry-seconds", type=cli.number_at_least(0.0), default=writes.retry_seconds,
                         help="how long failed Cassandra statements are retried before the query fails")
-    parser.add_argument("--writers", type=cli.int_at_least(1), default=None,
-                        help="parallel Cassandra writers per batch (default: Spark's default parallelism)")
     parser.add_argument("--shuffle-partitions", type=cli.int_at_least(1), default=batch.DEFAULT_SHUFFLE_PARTITIONS,
                         help="shuffle partitions of every micro-batch (set on the session, over "
                              "spark-defaults.conf; adaptive execution is turned off)")
@@ -105,10 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         batch_figures: dict[int, dict] = {}
         listener = ProgressLog(batch_figures, args.progress_file)
         spark.streams.addListener(listener)
-        write_batch = batch.batch_writer(outputs, pipeline_model, float(threshold), version, settings,
-                                         args.writers or spark.sparkContext.defaultParallelism, batch_figures)
-        query = batch.start_query(spark, APP_NAME, args.bootstrap_servers, args.topic, write_batch, args.checkpoint,
-                                  args.available_now, args.trigger_interval, args.max_offsets_per_trigger)
+        handle = batch.QueryHandle()
+        write_batch = batch.batch_writer(outputs, pipeline_model, float(threshold), version, settings, handle,
+                                         batch_figures)
+        query = handle.set(batch.start_query(spark, APP_NAME, args.bootstrap_servers, args.topic, write_batch,
+                                             args.checkpoint, args.available_now, args.trigger_interval,
+                                             args.max_offsets_per_trigger))
         log.info("classifying %s -> Cassandra %s, alerts (fraud_score >= %.2f) -> %s, dead letters -> %s; "
                  "model %s (threshold %.4f), checkpoint %s, %s",
                  args.topic, args.keyspace, args.alert_threshold, args.alerts_topic, args.dead_letter_topic,

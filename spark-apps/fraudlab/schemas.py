@@ -124,8 +124,9 @@ SCORED_TABLE_COLUMNS: list[str] = [
 ]  # fmt: skip
 ALERT_TABLE_COLUMNS: list[str] = ["alert_date", *SCORED_TABLE_COLUMNS]
 HISTORY_TABLE_COLUMNS: list[str] = ["customer", "step", "transaction_id", "merchant", "amount"]
-#: :func:`fraudlab.streaming.alerts.cassandra_rows` columns: every table's columns once, the alert flag, the Kafka time.
-CASSANDRA_ROW_COLUMNS: list[str] = [*ALERT_TABLE_COLUMNS, "is_alert", "kafka_timestamp_ms"]
+#: :func:`fraudlab.streaming.alerts.cassandra_rows` columns: every table's columns once, the alert flag, the Kafka
+#: time, and the alert's message (its JSON for the alerts topic, null for a row that is no alert).
+CASSANDRA_ROW_COLUMNS: list[str] = [*ALERT_TABLE_COLUMNS, "is_alert", "kafka_timestamp_ms", "alert_message"]
 
 #: What the Cassandra history lookup returns for :func:`fraudlab.streaming.history.add_stream_history`: stored rows of
 #: the batch's customers (``row_count`` 1) and one summary row per customer (null id,

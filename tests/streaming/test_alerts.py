@@ -58,3 +58,6 @@ def test_cassandra_rows_map_every_table_column(spark):
     assert (high["customer"], high["step"], high["amount"], high["fraud_score"], high["reasons"]) == (
         "C1", 1, 11.0, 0.85, ["model_score"])
     assert set(schemas.SCORED_TABLE_COLUMNS) | set(schemas.HISTORY_TABLE_COLUMNS) <= set(rows.columns)
+    # The alert's message rides with its row: the alerts topic's value, null for a row that is no alert.
+    sent = alerts.select_alerts(scored_rows(spark, [0.2, 0.85]), 0.8).collect()
+    assert (low["alert_message"], high["alert_message"]) == (None, sent[0]["value"])

@@ -43,9 +43,9 @@ def parsed_batch(spark, data):
 
 
 def what_cassandra_returns(spark, stored_data, requests):
-    """The rows sink.fetch_history_partition yields for ``requests`` from a table holding ``stored_data``."""
+    """The rows sink.fetch_history yields for ``requests`` from a table holding ``stored_data``."""
     out = []
-    for req in requests.collect():
+    for req in requests:
         mine = [r for r in stored_data if r[2] == req["customer"]]
         older = [r for r in mine if r[1] < req["context_from_step"]]
         if older:
@@ -58,7 +58,8 @@ def what_cassandra_returns(spark, stored_data, requests):
 
 def stream_history(spark, stored_data, batch_data):
     batch = parsed_batch(spark, batch_data)
-    stored = what_cassandra_returns(spark, stored_data, history.history_requests(batch, WINDOW))
+    stored = what_cassandra_returns(spark, stored_data,
+                                    history.history_requests(batch.select("customer", "step").collect(), WINDOW))
     return history.add_stream_history(batch, stored, WINDOW)
 
 
@@ -113,11 +114,11 @@ def test_rows_stored_on_later_steps_are_not_history(spark):
 
 def test_history_requests_reach_back_one_duplicate_window(spark):
     batch = [r for r in HISTORY_DATA if r[1] >= 9]
-    requests = history.history_requests(parsed_batch(spark, batch), WINDOW)
+    requests = history.history_requests(parsed_batch(spark, batch).select("customer", "step").collect(), WINDOW)
     steps = {}
     for row in batch:
         steps.setdefault(row[2], []).append(row[1])
-    assert {r["customer"]: (r["context_from_step"], r["context_to_step"]) for r in requests.collect()} == {
+    assert {r["customer"]: (r["context_from_step"], r["context_to_step"]) for r in requests} == {
         customer: (min(s) - WINDOW, max(s)) for customer, s in steps.items()}
 
 

@@ -37,13 +37,17 @@ READ_TIMEOUT_S = 300
 
 
 def consumer(bootstrap_servers: str, **options: Any):
-    """A ``KafkaConsumer`` with no group and no auto-commit; ``options`` go to it as they are.
+    """A ``KafkaConsumer`` with no group and no auto-commit, reading committed records only; ``options`` go
+    to it as they are.
 
-    kafka-python logs every connection at INFO: only its warnings are kept.
+    ``read_committed``: the classifier writes alerts and dead letters in transactions
+    (:mod:`fraudlab.streaming.delivery`), and an aborted one's records are not alerts. kafka-python
+    logs every connection at INFO: only its warnings are kept.
     """
     from kafka import KafkaConsumer
 
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    options = {"isolation_level": "read_committed", **options}
     return KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, **options)
 
 

@@ -10,8 +10,11 @@ A module per step, so each says by its name what it touches:
 * :mod:`~fraudlab.streaming.alerts`: scoring (the batch scorer's model and rules), the alert
   decision, alert messages and the Cassandra rows;
 * :mod:`~fraudlab.streaming.sink`: Cassandra I/O of the classifier (cassandra-driver on the
-  executors: Spark 4 has no Cassandra connector), the writes and the history reads;
-* :mod:`~fraudlab.streaming.batch`: one micro-batch, chaining the above (``foreachBatch``);
+  driver: Spark 4 has no Cassandra connector), the writes and the history reads;
+* :mod:`~fraudlab.streaming.delivery`: the alerts and dead letters of a batch in one Kafka
+  transaction that records the batch, so each is delivered once across crashes; the failpoints;
+* :mod:`~fraudlab.streaming.batch`: one micro-batch, chaining the above (``foreachBatch``): two
+  Spark jobs, the Cassandra and Kafka writes from the driver;
 * :mod:`~fraudlab.streaming.progress`: per-batch figures and latency percentiles, graceful stop;
 * :mod:`~fraudlab.streaming.replay`: the replay's event order, pacing and paced sending;
 * :mod:`~fraudlab.streaming.check`: the streaming DAG's verdict on what a run sent.

@@ -50,24 +50,30 @@ def is_alert(threshold: float) -> Column:
     return F.coalesce(F.col("fraud_score") >= F.lit(float(threshold)), F.lit(False))
 
 
-def select_alerts(scored: DataFrame, threshold: float) -> DataFrame:
-    """Scored rows whose ``fraud_score`` >= ``threshold`` -> ``key`` (transaction_id), ``value`` (JSON).
+def alert_message() -> Column:
+    """The alerts topic's value of a scored row: the JSON of :data:`ALERT_FIELDS` (score and reasons included).
 
-    The value holds :data:`ALERT_FIELDS` (score and reasons included) and nothing
-    that changes between runs, so a re-sent alert is byte-identical to the first.
+    It holds nothing that changes between runs, so a re-sent alert is byte-identical to the first.
     """
-    value = F.to_json(F.struct(*[F.col(name) for name in schemas.ALERT_FIELDS]), codec.JSON_OPTIONS)
-    return scored.where(is_alert(threshold)).select(F.col("transaction_id").alias("key"), value.alias("value"))
+    return F.to_json(F.struct(*[F.col(name) for name in schemas.ALERT_FIELDS]), codec.JSON_OPTIONS)
+
+
+def select_alerts(scored: DataFrame, threshold: float) -> DataFrame:
+    """Scored rows whose ``fraud_score`` >= ``threshold`` -> ``key`` (transaction_id), ``value`` (:func:`alert_message`)."""
+    return scored.where(is_alert(threshold)).select(F.col("transaction_id").alias("key"),
+                                                    alert_message().alias("value"))
 
 
 def cassandra_rows(scored: DataFrame, alert_threshold: float, scored_at_ms: int) -> DataFrame:
-    """Scored rows -> the values of ``scored_transactions``, ``alerts_by_day`` and ``customer_history``.
+    """Scored rows -> the values of ``scored_transactions``, ``alerts_by_day`` and ``customer_history``, and
+    the alert's message.
 
     Columns :data:`CASSANDRA_ROW_COLUMNS`. Timestamps are epoch milliseconds,
     which the driver binds as they are (a Python ``datetime`` would pass through
     the worker's local time zone). ``alert_date`` is the event's UTC day, so a
     replay writes the same alert row again; ``is_alert`` says whether the row
-    goes to ``alerts_by_day``.
+    goes to ``alerts_by_day``, and ``alert_message`` is then its value on the alerts topic
+    (:func:`alert_message`; null for a row that is no alert).
     """
     values = {name: F.col(name) for name in schemas.SCORED_TABLE_COLUMNS if name != "scored_at"}
     values.update(
@@ -76,5 +82,6 @@ def cassandra_rows(scored: DataFrame, alert_threshold: float, scored_at_ms: int)
         scored_at=F.lit(int(scored_at_ms)).cast("long"),
         is_alert=is_alert(alert_threshold),
         kafka_timestamp_ms=F.unix_millis(F.col("kafka_timestamp")),
+        alert_message=F.when(is_alert(alert_threshold), alert_message()),
     )
     return scored.select(*[values[name].alias(name) for name in schemas.CASSANDRA_ROW_COLUMNS])

@@ -3,38 +3,45 @@ and dead letters.
 
 :func:`start_query` reads the topic with Spark's Kafka source (from the earliest offsets on the first
 start, then from the checkpoint) and runs :func:`batch_writer`'s function on every micro-batch
-(``foreachBatch``):
+(``foreachBatch``). A batch is **two Spark jobs**; everything else runs on the driver, which holds
+the batch's rows between them (a micro-batch is thousands of rows, not millions):
 
-1. :mod:`~fraudlab.streaming.codec` parses and validates the messages with the preparation rules; a
-   rejected message goes to the dead-letter topic with its reason and original bytes;
-2. :mod:`~fraudlab.streaming.history` computes the customer-history features from the history the
-   stream keeps in Cassandra (``customer_history``) and :mod:`~fraudlab.streaming.alerts` scores with
-   the batch scorer's feature code, saved model and rules;
-3. :mod:`~fraudlab.streaming.sink` upserts every scored transaction into ``scored_transactions`` (and
-   the alerts into ``alerts_by_day``, the history rows into ``customer_history``), retrying, failing
-   the query if Cassandra stays away;
-4. each transaction whose ``fraud_score`` reaches the alert threshold goes to the alerts topic as JSON,
-   keyed by ``transaction_id``.
+1. job one reads the batch from Kafka and judges every message by the preparation rules
+   (:mod:`~fraudlab.streaming.codec`), collected as Arrow;
+2. on the driver, the batch's customers' stored history is read from Cassandra
+   (:mod:`~fraudlab.streaming.sink`, ``customer_history``);
+3. job two computes the customer-history features over stored + batch rows with the batch
+   features' own code (:mod:`~fraudlab.streaming.history`) and scores them with the batch scorer's
+   model and rules (:mod:`~fraudlab.streaming.alerts`), collected as Arrow: the Cassandra rows and
+   each alert's message;
+4. on the driver, every scored transaction is upserted into Cassandra (``scored_transactions``,
+   ``alerts_by_day``, ``customer_history``), retried, failing the query if Cassandra stays away;
+5. on the driver, the alerts (``fraud_score`` at or above the alert threshold, keyed by
+   ``transaction_id``) and the dead letters (a rejected message with its reason and original bytes,
+   encoded by a third, small job only when the batch has any) go to Kafka in one transaction
+   (:mod:`~fraudlab.streaming.delivery`).
 
 Exactly-once effect: Cassandra rows are keyed by ``transaction_id``, so the replay of a failed batch
-(same offsets, from the checkpoint) rewrites the same rows, history included. Kafka alerts are
-at-least-once: a replayed batch may send an alert again, byte-identical and with the same key, so a
-consumer that dedupes by key (or a compacted topic) sees each alert once.
+(same offsets, from the checkpoint) rewrites the same rows, history included; the Kafka transaction
+records the batch id, so a replayed batch whose messages were delivered does not send them again,
+and a consumer reading with ``isolation.level=read_committed`` sees each alert once.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import pyarrow.compute as pc
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
-from pyspark.sql import functions as F
 
-from fraudlab import config
-from fraudlab.streaming import alerts, codec, history, progress, sink
+from fraudlab import config, schemas
+from fraudlab.streaming import alerts, codec, delivery, history, progress, sink
 
 #: Micro-batches are small: few shuffle partitions, and no adaptive re-planning between the
 #: stages of every batch (it costs more than it saves here).
@@ -82,65 +89,98 @@ class StageClock:
         return self.laps[name]
 
 
+class QueryHandle:
+    """The started query, for the batch function: its first batch can run before ``start()`` returns."""
+
+    def __init__(self) -> None:
+        self._started = threading.Event()
+        self._query: StreamingQuery | None = None
+
+    def set(self, query: StreamingQuery) -> StreamingQuery:
+        self._query = query
+        self._started.set()
+        return query
+
+    def query_id(self, timeout_s: float = 120.0) -> str:
+        """The query's id (kept in its checkpoint: the same after a restart)."""
+        if not self._started.wait(timeout_s):
+            raise RuntimeError(f"the query did not start within {timeout_s:.0f} s")
+        return str(self._query.id)
+
+
+def source_ends(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, int], int]:
+    """``{(topic, partition): next offset}`` after the batch's messages (its input's end, per partition)."""
+    ends: dict[tuple[str, int], int] = {}
+    for row in rows:
+        where = (row["kafka_topic"], int(row["kafka_partition"]))
+        ends[where] = max(ends.get(where, 0), int(row["kafka_offset"]) + 1)
+    return ends
+
+
 def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshold: float, version: str,
-                 settings: sink.CassandraSettings, writers: int,
+                 settings: sink.CassandraSettings, handle: QueryHandle,
                  batch_figures: dict[int, dict]) -> Callable[[DataFrame, int], None]:
-    """The ``foreachBatch`` function: parse, score, write Cassandra, then alerts and dead letters to Kafka.
+    """The ``foreachBatch`` function: judge, score, write Cassandra, then alerts and dead letters to Kafka.
 
     Each batch's figures land in ``batch_figures[batch_id]`` for :class:`fraudlab.streaming.progress.ProgressLog`.
+    The Kafka output (:class:`~fraudlab.streaming.delivery.TransactionalOutput`) is opened by the first
+    batch, named after the query (``handle``).
     """
     detection = config.DetectionConfig()
     window_steps = detection.duplicate_window_steps
+    kafka_out: list[delivery.TransactionalOutput] = []
 
-    def write_batch(batch_df, batch_id: int) -> None:
+    def write_batch(batch_df: DataFrame, batch_id: int) -> None:
         started_ms = int(time.time() * 1000)
         stages = StageClock()
-        validated = codec.validate_messages(batch_df, outputs.start_date).persist()
-        with_history = scored = None
-        try:
-            validated.count()  # materialise the cache: the Kafka read and the validation, timed alone
-            stages.lap("validate_ms")
-            parsed, dead = codec.split_messages(validated)
-            stored = sink.read_history(history.history_requests(parsed, window_steps), settings)
-            stages.lap("history_read_ms")
-            with_history = history.add_stream_history(parsed, stored, window_steps, partitions=writers).persist()
-            with_history.count()
-            stages.lap("history_window_ms")
-            scored = alerts.score_messages(with_history, pipeline_model, detection, threshold, version).persist()
-            scored.count()
-            stages.lap("scoring_ms")
+        spark = batch_df.sparkSession
+        validated = codec.validate_messages(batch_df, outputs.start_date)
+        judged = validated.toArrow()  # job one: the Kafka read and the preparation rules
+        stages.lap("read_validate_ms")
+        if judged.num_rows == 0:
+            return
+        is_valid = pc.is_null(judged["reason"])
+        valid = judged.filter(is_valid).select(schemas.PARSED_COLUMNS)
+        parsed = spark.createDataFrame(valid, schema=validated.select(*schemas.PARSED_COLUMNS).schema)
+        stored = sink.read_history(spark, history.history_requests(valid.select(["customer", "step"]).to_pylist(),
+                                                                   window_steps), settings)
+        stages.lap("history_read_ms")
+        scored = alerts.score_messages(history.add_stream_history(parsed, stored, window_steps),
+                                       pipeline_model, detection, threshold, version)
+        rows = alerts.cassandra_rows(scored, outputs.alert_threshold, started_ms).toArrow().to_pylist()  # job two
+        stages.lap("score_ms")
 
-            written = sink.write_rows(
-                alerts.cassandra_rows(scored, outputs.alert_threshold, started_ms), settings)
-            stages.lap("cassandra_write_ms")
-            written_ms = int(time.time() * 1000)
+        written = sink.write_rows(rows, settings)
+        stages.lap("cassandra_write_ms")
+        delivery.failpoint("after_cassandra", batch_id)
 
-            dead_letters = dead.count()  # from the cached messages: no second read of Kafka
-            out = (
-                alerts.select_alerts(scored, outputs.alert_threshold).withColumn("topic", F.lit(outputs.alerts_topic))
-                .unionByName(codec.dead_letter_messages(dead).withColumn("topic", F.lit(outputs.dead_letter_topic)))
-                .coalesce(1)  # a handful of messages: one task, not one per partition
-            )
-            out.write.format("kafka").option("kafka.bootstrap.servers", outputs.bootstrap_servers).save()
-            stages.lap("kafka_out_ms")
-            batch_figures[batch_id] = {
-                "rows_written": written.rows,
-                "alerts": written.alerts,
-                "dead_letters": dead_letters,
-                "cassandra_retries": written.retries,
-                # Parse, history, scoring and the Cassandra writes; then dead letters and alerts to Kafka.
-                "score_and_cassandra_ms": written_ms - started_ms,
-                "kafka_out_ms": int(time.time() * 1000) - written_ms,
-                # Each step of the batch on its own (every step ends with an action).
-                "stages_ms": stages.laps,
-                "latency_p50_ms": progress.percentile(written.latencies_ms, 50),
-                "latency_p99_ms": progress.percentile(written.latencies_ms, 99),
-                "latency_max_ms": progress.percentile(written.latencies_ms, 100),
-            }
-        finally:
-            for frame in (scored, with_history, validated):
-                if frame is not None:
-                    frame.unpersist()
+        rejected = judged.filter(pc.invert(is_valid))
+        dead_letters = []
+        if rejected.num_rows:  # rare: a small job of its own
+            rejected_df = spark.createDataFrame(rejected, schema=validated.schema)
+            dead_letters = codec.dead_letter_messages(codec.split_messages(rejected_df)[1]).collect()
+        messages = ([(outputs.alerts_topic, row["transaction_id"].encode(), row["alert_message"].encode())
+                     for row in rows if row["is_alert"]]
+                    + [(outputs.dead_letter_topic, row["key"], row["value"].encode()) for row in dead_letters])
+        if not kafka_out:
+            kafka_out.append(delivery.TransactionalOutput(outputs.bootstrap_servers, handle.query_id()))
+        sent = kafka_out[0].deliver(batch_id, messages, source_ends(judged.select(
+            ["kafka_topic", "kafka_partition", "kafka_offset"]).to_pylist()))
+        stages.lap("kafka_out_ms")
+        delivery.failpoint("after_kafka", batch_id)
+        batch_figures[batch_id] = {
+            "rows_written": written.rows,
+            "alerts": written.alerts,
+            "dead_letters": rejected.num_rows,
+            "kafka_messages_sent": sent,
+            "cassandra_retries": written.retries,
+            "batch_function_ms": int(time.time() * 1000) - started_ms,
+            # Each step of the batch on its own: two Spark jobs (read_validate, score), the rest on the driver.
+            "stages_ms": stages.laps,
+            "latency_p50_ms": progress.percentile(written.latencies_ms, 50),
+            "latency_p99_ms": progress.percentile(written.latencies_ms, 99),
+            "latency_max_ms": progress.percentile(written.latencies_ms, 100),
+        }
 
     return write_batch
 

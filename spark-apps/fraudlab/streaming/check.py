@@ -155,8 +155,10 @@ def alerts_verdict(should_alert: set[str], times_sent: Counter, alerts: Counter,
     so an id the range holds twice (a retried replay) may have two; and the classifier also classifies what an
     earlier run left unclassified (the checkpoint), often the same slice: up to ``classified_outside`` alerts
     more (the messages it classified outside the run's range) are explained by that. Beyond that, duplicates
-    fail the check unless the classifier was retried (``classify_tries`` > 1): its Kafka alerts are
-    at-least-once, and a retry resends the alerts of the batch it replays.
+    fail the check unless the classifier was retried (``classify_tries`` > 1). Its alerts are now sent in
+    one Kafka transaction per batch that records the batch (:mod:`fraudlab.streaming.delivery`), so a
+    retry no longer resends a delivered batch's alerts to this check's ``read_committed`` reader; the
+    allowance for a retry is kept until the DAG's own retry test proves that.
     """
     missing = sorted(should_alert - set(alerts))
     unflagged = sorted(set(alerts) - should_alert)

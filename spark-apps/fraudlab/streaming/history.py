@@ -25,24 +25,32 @@ its batch runs (batch scoring, reading the whole period, would count it).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from fraudlab import features, scoring
 
 
-def history_requests(parsed: DataFrame, window_steps: int) -> DataFrame:
-    """Per customer of the batch: ``context_from_step`` (earliest step - ``window_steps``) and ``context_to_step``.
+def history_requests(rows: Iterable[Mapping[str, Any]], window_steps: int) -> list[dict[str, Any]]:
+    """Per customer of a batch's ``rows`` (each with ``customer`` and ``step``): ``context_from_step``
+    (earliest step - ``window_steps``) and ``context_to_step`` (latest step).
 
     Stored rows on steps ``< context_from_step`` are needed only as a count and a
-    sum; those from ``context_from_step`` to ``context_to_step`` row by row.
+    sum; those from ``context_from_step`` to ``context_to_step`` row by row. Plain
+    Python over the rows the driver already holds: no Spark job.
     """
     if window_steps < 0:
         raise ValueError("window_steps must be >= 0")
-    return parsed.groupBy("customer").agg(
-        (F.min("step") - F.lit(int(window_steps))).cast("int").alias("context_from_step"),
-        F.max("step").cast("int").alias("context_to_step"),
-    )
+    bounds: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        customer, step = row["customer"], int(row["step"])
+        first, last = bounds.get(customer, (step, step))
+        bounds[customer] = (min(first, step), max(last, step))
+    return [{"customer": customer, "context_from_step": first - int(window_steps), "context_to_step": last}
+            for customer, (first, last) in bounds.items()]
 
 
 def add_stream_history(parsed: DataFrame, stored: DataFrame, window_steps: int,

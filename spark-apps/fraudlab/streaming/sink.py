@@ -7,22 +7,21 @@ inside ``foreachBatch``: prepared statements run by ``execute_concurrent``
 by customer: one mutation of one partition) and a day's alerts in another, so a
 chunk of rows is one round of about one request per customer; timeouts and unavailable-node errors retried
 with exponential backoff for up to ``retry_seconds``, then
-:class:`CassandraSinkError`, which fails the Spark job, the micro-batch and the
-query: a row is never dropped silently. Every statement is an idempotent upsert
+:class:`CassandraSinkError`, which fails the micro-batch and the query: a row is never dropped silently. Every statement is an idempotent upsert
 (``INSERT`` of whole rows keyed by ``transaction_id``; a ``list`` column is
 replaced, not appended to), so retrying a statement or replaying a batch writes
 the same rows again.
 
-**Where the writes run: per partition on the executors** (``mapInArrow``, a
-``foreachPartition`` that hands back one small summary per partition for the
-latency figures), not on the driver through ``toLocalIterator()``. Each
-partition is written by its own Python worker, in parallel, the rows arrive as
-Arrow batches (no row-by-row pickling), no batch is ever held by the driver, and
-the same code scales from ``local[2]`` to a cluster. Python workers are reused
-between tasks (``spark.python.worker.reuse``, on by default), so the connection
-is opened once per worker process and cached here, not once per partition.
+**Where the writes run: on the driver**, which already holds the micro-batch's
+scored rows (:mod:`fraudlab.streaming.batch` collects them once, as Arrow): a
+batch of a few thousand rows is a few hundred requests in flight on one session,
+and no Spark job, no task and no Python worker is started for it. Before, each
+partition was written from its executor's Python worker (``mapInArrow``), which
+cost a Spark job per batch: the floor of a micro-batch is the number of its jobs,
+not its rows. A stream of far more rows per batch than a driver should hold wants
+more partitions of the source and more queries, not bigger batches.
 
-**The history lookup runs on the driver**: a micro-batch's customers are looked
+**The history lookup runs on the driver too**: a micro-batch's customers are looked
 up with a handful of ``IN`` queries (one per 100 customers that share the same
 step bounds), and the few rows that come back become a small local DataFrame
 (built from Arrow, no Spark job).
@@ -33,10 +32,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from itertools import islice
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -119,8 +116,7 @@ CUSTOMERS_PER_QUERY = 100
 
 # --------------------------------------------------------------------------- sessions and retries
 
-#: One driver session per (hosts, port, timeout) in each Python process: opened by the first
-#: task a reused worker runs, kept for the next ones.
+#: One driver session per (hosts, port, timeout) in the process: opened by the first batch, kept for the next.
 _sessions: dict[tuple, Any] = {}
 _prepared: dict[tuple, Any] = {}
 _lock = threading.Lock()
@@ -252,16 +248,12 @@ def _request(session, group: Sequence[tuple[str, Sequence[Any]]]):
     return batch
 
 
-# --------------------------------------------------------------------------- per-partition work
+# --------------------------------------------------------------------------- writes
 
 
-def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(rows)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
-WRITE_SUMMARY_SCHEMA = "rows long, alerts long, retries long, latencies_ms array<double>"
+def _chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for first in range(0, len(rows), max(1, size)):
+        yield rows[first:first + size]
 
 
 def write_groups(rows: Sequence[dict[str, Any]], settings: CassandraSettings) -> list[list[tuple[str, tuple]]]:
@@ -288,31 +280,25 @@ def write_groups(rows: Sequence[dict[str, Any]], settings: CassandraSettings) ->
             for i in range(0, len(statements), size)]
 
 
-def write_partition(batches: Iterable[Any], settings: CassandraSettings) -> Iterator[Any]:
-    """Write one partition of :func:`fraudlab.streaming.alerts.cassandra_rows` (Arrow batches); yield one summary.
+def write_rows(rows: Sequence[dict[str, Any]], settings: CassandraSettings) -> WriteSummary:
+    """Write rows of :func:`fraudlab.streaming.alerts.cassandra_rows` to the three tables; raise on failure.
 
     Each chunk of ``chunk_rows`` rows is one round of concurrent requests
     (:func:`write_groups`: an unlogged batch per customer for ``customer_history``
-    and ``scored_transactions``, one per alert day for ``alerts_by_day``); a
-    row's latency is the round's completion time minus the row's Kafka timestamp.
+    and ``scored_transactions``, one per alert day for ``alerts_by_day``); a row's
+    latency is the round's completion time minus the row's Kafka timestamp.
     """
-    import pyarrow as pa
-
-    summary = {"rows": 0, "alerts": 0, "retries": 0, "latencies_ms": []}
-    for batch in batches:
-        for chunk in _chunks(batch.to_pylist(), settings.chunk_rows):
-            groups = write_groups(chunk, settings)
-            _, retries = run_groups(settings, groups, f"write {len(chunk)} rows ({len(groups)} requests) to "
-                                                      f"{settings.keyspace}")
-            summary["retries"] += retries
-            done_ms = time.time() * 1000.0
-            summary["rows"] += len(chunk)
-            summary["alerts"] += sum(1 for row in chunk if row["is_alert"])
-            summary["latencies_ms"].extend(
-                done_ms - row["kafka_timestamp_ms"] for row in chunk if row["kafka_timestamp_ms"] is not None)
-    yield pa.RecordBatch.from_pylist([summary], schema=pa.schema([
-        ("rows", pa.int64()), ("alerts", pa.int64()), ("retries", pa.int64()),
-        ("latencies_ms", pa.list_(pa.float64()))]))
+    summary = WriteSummary()
+    for chunk in _chunks(rows, settings.chunk_rows):
+        groups = write_groups(chunk, settings)
+        _, retries = run_groups(settings, groups, f"write {len(chunk)} rows ({len(groups)} requests) to "
+                                                  f"{settings.keyspace}")
+        done_ms = time.time() * 1000.0
+        summary.merge({
+            "rows": len(chunk), "alerts": sum(1 for row in chunk if row["is_alert"]), "retries": retries,
+            "latencies_ms": [done_ms - row["kafka_timestamp_ms"] for row in chunk
+                             if row["kafka_timestamp_ms"] is not None]})
+    return summary
 
 
 def fetch_history(requests: Sequence[Any], settings: CassandraSettings) -> list[tuple]:
@@ -350,30 +336,16 @@ def fetch_history(requests: Sequence[Any], settings: CassandraSettings) -> list[
     return out
 
 
-# --------------------------------------------------------------------------- DataFrame entry points
+# --------------------------------------------------------------------------- reads
 
 
-def read_history(requests: DataFrame, settings: CassandraSettings) -> DataFrame:
-    """The stored history for :func:`fraudlab.streaming.history.history_requests` (an action: collects the requests).
-
-    Returns a small local DataFrame of :data:`fraudlab.schemas.STORED_HISTORY_SCHEMA`.
-    """
+def read_history(spark, requests: Sequence[Any], settings: CassandraSettings) -> DataFrame:
+    """The stored history for :func:`fraudlab.streaming.history.history_requests` as a small local DataFrame
+    of :data:`fraudlab.schemas.STORED_HISTORY_SCHEMA` (built from Arrow: no Spark job)."""
     import pyarrow as pa
 
-    rows = fetch_history(requests.collect(), settings)
+    rows = fetch_history(requests, settings)
     names = schemas.STORED_HISTORY_SCHEMA.fieldNames()
     types = [pa.string(), pa.int32(), pa.string(), pa.string(), pa.float64(), pa.int64(), pa.float64()]
     table = pa.table({name: pa.array([row[i] for row in rows], type=types[i]) for i, name in enumerate(names)})
-    return requests.sparkSession.createDataFrame(table, schema=schemas.STORED_HISTORY_SCHEMA)
-
-
-def write_rows(rows: DataFrame, settings: CassandraSettings) -> WriteSummary:
-    """Write :func:`fraudlab.streaming.alerts.cassandra_rows` to the three tables (an action); raise on failure.
-
-    One writer per partition of ``rows``.
-    """
-    summary = WriteSummary()
-    parts = rows.mapInArrow(partial(write_partition, settings=settings), WRITE_SUMMARY_SCHEMA).collect()
-    for part in parts:
-        summary.merge(part.asDict())
-    return summary
+    return spark.createDataFrame(table, schema=schemas.STORED_HISTORY_SCHEMA)
