@@ -119,6 +119,33 @@ def test_read_topic_tail_reads_the_last_n_records_of_every_partition(kafka_servi
 
 
 @pytest.mark.slow
+def test_read_topic_tail_reads_the_last_n_committed_records_past_transaction_markers(kafka_service):
+    """As the classifier writes the alerts topic: a transaction per message, so commit markers take every
+    other offset, and one aborted transaction at the end, whose record is not an alert."""
+    from kafka import KafkaProducer
+
+    from services import runner
+
+    topic = f"nblive_tx_{uuid.uuid4().hex[:10]}"
+    runner.create_topics({topic: 1})
+    try:
+        producer = KafkaProducer(bootstrap_servers=kafka_service.bootstrap_servers, transactional_id=topic)
+        producer.init_transactions()
+        for i in range(11):
+            producer.begin_transaction()
+            producer.send(topic, key=f"k{i}".encode(), value=json.dumps({"i": i}).encode())
+            if i < 10:
+                producer.commit_transaction()
+            else:
+                producer.abort_transaction()
+        producer.close()
+        out = live.read_topic_tail(kafka_service.bootstrap_servers, topic, last_n=3, timeout_s=30)
+    finally:
+        runner.delete_topics([topic])
+    assert sorted(out["i"]) == [7, 8, 9]
+
+
+@pytest.mark.slow
 def test_read_topic_tail_of_a_missing_topic_says_so(kafka_service):
     with pytest.raises(ValueError, match="does not exist"):
         live.read_topic_tail(kafka_service.bootstrap_servers, f"nblive_missing_{uuid.uuid4().hex[:8]}", timeout_s=10)

@@ -129,11 +129,14 @@ def decode_records(records: Iterable[Any]) -> pd.DataFrame:
 
 
 def read_topic_tail(bootstrap_servers: str, topic: str, last_n: int = 100, timeout_s: float = 15.0) -> pd.DataFrame:
-    """The last ``last_n`` records of every partition of ``topic``, decoded by :func:`decode_records`.
+    """The last ``last_n`` committed records of every partition of ``topic``, decoded by :func:`decode_records`.
 
     Reads with a group-less consumer (nothing is committed, no other reader is
-    disturbed) from ``end - last_n`` to the end offsets seen at the start;
-    raises ``ValueError`` when the topic does not exist.
+    disturbed, ``read_committed``) back from the end offsets seen at the start.
+    The alerts topic is written in transactions, whose commit markers take
+    offsets of their own, so ``end - last_n`` can hold fewer records: the read
+    reaches further back until it has ``last_n`` or the partition's start.
+    Raises ``ValueError`` when the topic does not exist.
     """
     from kafka import TopicPartition
 
@@ -146,17 +149,24 @@ def read_topic_tail(bootstrap_servers: str, topic: str, last_n: int = 100, timeo
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         begin, end = consumer.beginning_offsets(assigned), consumer.end_offsets(assigned)
-        start = {tp: max(begin[tp], end[tp] - int(last_n)) for tp in assigned}
-        for tp in assigned:
-            consumer.seek(tp, start[tp])
-        wanted = sum(end[tp] - start[tp] for tp in assigned)
-        records, deadline = [], time.monotonic() + timeout_s
-        while len(records) < wanted and time.monotonic() < deadline:
-            for tp, batch in consumer.poll(timeout_ms=500).items():
-                records.extend(r for r in batch if r.offset < end[tp])
+        reach = {tp: int(last_n) for tp in assigned}
+        records: dict[Any, list] = {tp: [] for tp in assigned}
+        deadline = time.monotonic() + timeout_s
+        todo = [tp for tp in assigned if end[tp] > begin[tp] and last_n > 0]
+        while todo and time.monotonic() < deadline:
+            for tp in todo:
+                consumer.seek(tp, max(begin[tp], end[tp] - reach[tp]))
+                records[tp] = []
+            while time.monotonic() < deadline and any(consumer.position(tp) < end[tp] for tp in todo):
+                for tp, batch in consumer.poll(timeout_ms=500).items():
+                    if tp in todo:
+                        records[tp].extend(r for r in batch if r.offset < end[tp])
+            todo = [tp for tp in todo if len(records[tp]) < last_n and end[tp] - reach[tp] > begin[tp]]
+            for tp in todo:
+                reach[tp] *= 2
     finally:
         consumer.close()
-    return decode_records(records)
+    return decode_records(r for tp in assigned for r in records[tp][-int(last_n):] if last_n > 0)
 
 
 # --------------------------------------------------------------------------- throughput
