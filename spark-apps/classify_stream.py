@@ -7,7 +7,7 @@ Usage:
         [--bootstrap-servers 127.0.0.1:9092] [--topic transactions] [--alerts-topic fraud_alerts] \
         [--dead-letter-topic transactions_dlq] [--max-offsets-per-trigger 10000] \
         [--cassandra-host 127.0.0.1] [--cassandra-port 9042] [--keyspace fraudlab] \
-        [--checkpoint data/checkpoints/classify_stream] [--shuffle-partitions 2] \
+        [--checkpoint data/checkpoints/classify_stream [--new-checkpoint]] [--shuffle-partitions 2] \
         [--trigger-interval "2 seconds" | --available-now] [--progress-file progress.jsonl]
 
 Scores every message of ``--topic`` into Cassandra (``--keyspace``: ``scored_transactions``,
@@ -20,7 +20,12 @@ Alerts and dead letters go out in one Kafka transaction per batch, so a consumer
 runs every ``--trigger-interval`` until SIGTERM or SIGINT (a graceful stop). Each batch logs its rows,
 rate, duration and end-to-end latency (p50/p99); ``--progress-file`` appends them as JSON lines.
 
-Exit codes: 0 stopped or done; 1 the query failed; 2 unusable model or flags.
+The checkpoint folder is read before the query starts (:mod:`fraudlab.streaming.checkpoint`): a damaged
+one, or an empty one where the keyspace records that a query kept its progress (a lost checkpoint:
+starting over would send every alert a second time), is refused in one line, unless
+``--new-checkpoint`` asks for that new start.
+
+Exit codes: 0 stopped or done; 1 the query failed; 2 unusable model, flags or checkpoint.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from fraudlab import cli, config, registry
 from fraudlab.io import kafka
 from fraudlab.logs import configure_logging
 from fraudlab.session import build_spark
-from fraudlab.streaming import batch, sink
+from fraudlab.streaming import batch, checkpoint, sink
 from fraudlab.streaming.progress import ProgressLog, await_query
 
 APP_NAME = "classify_stream"
@@ -70,6 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="shuffle partitions of every micro-batch (set on the session, over "
                              "spark-defaults.conf; adaptive execution is turned off)")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint folder of the query")
+    parser.add_argument("--new-checkpoint", action="store_true",
+                        help="start over on purpose in an empty --checkpoint folder whose query's progress was "
+                             "lost: the topic is classified again from its earliest offset, and alerts already "
+                             "sent are sent a second time")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--trigger-interval", type=cli.interval, default="2 seconds",
                       help='micro-batch interval, e.g. "1 second"')
@@ -83,6 +92,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
+    settings = sink.CassandraSettings(
+        hosts=(args.cassandra_host,), port=args.cassandra_port, keyspace=args.keyspace,
+        concurrency=args.write_concurrency, retry_seconds=args.write_retry_seconds)
+    kafka_out: list = []
     spark = build_spark(APP_NAME)
     try:
         if not kafka.connector_available(spark):
@@ -96,18 +109,28 @@ def main(argv: list[str] | None = None) -> int:
         except registry.ModelLoadError as err:
             log.error("%s", err)
             return 2
+        try:  # a lost or damaged checkpoint is refused, never silently started over
+            state = checkpoint.inspect(args.checkpoint)
+            refused = checkpoint.refusal(state, args.new_checkpoint, args.keyspace,
+                                         lambda key: sink.checkpoint_stamp(settings, key))
+        except checkpoint.CheckpointError as err:
+            refused = checkpoint.damaged_message(args.checkpoint, err)
+        except sink.CassandraSinkError as err:
+            log.error("Cassandra: %s", err)
+            return 1
+        if refused:
+            log.error("%s", refused)
+            return 2
         version = registry.model_version(info)
-        settings = sink.CassandraSettings(
-            hosts=(args.cassandra_host,), port=args.cassandra_port, keyspace=args.keyspace,
-            concurrency=args.write_concurrency, retry_seconds=args.write_retry_seconds)
         outputs = batch.StreamOutputs(args.bootstrap_servers, args.alerts_topic, args.dead_letter_topic,
                                       args.alert_threshold, args.start_date)
         batch_figures: dict[int, dict] = {}
         listener = ProgressLog(batch_figures, args.progress_file)
         spark.streams.addListener(listener)
         handle = batch.QueryHandle()
-        write_batch = batch.batch_writer(outputs, pipeline_model, float(threshold), version, settings, handle,
-                                         batch_figures)
+        write_batch = batch.batch_writer(
+            outputs, pipeline_model, float(threshold), version, settings, handle, batch_figures, kafka_out,
+            on_first_batch=lambda query_id: sink.stamp_checkpoint(settings, state.key, query_id, args.topic))
         query = handle.set(batch.start_query(spark, APP_NAME, args.bootstrap_servers, args.topic, write_batch,
                                              args.checkpoint, args.available_now, args.trigger_interval,
                                              args.max_offsets_per_trigger))
@@ -118,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                  "available-now" if args.available_now else f"every {args.trigger_interval}")
         return await_query(query, listener)
     finally:
+        for output in kafka_out:
+            output.close()
         spark.stop()
 
 

@@ -8,6 +8,7 @@ partitions, stable ids across file shapes, and that a re-run overwrites.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,39 @@ def test_a_file_that_is_not_banksim_is_a_clear_error_not_a_stack_trace(tmp_path,
     assert "field 1 of 2 is not a BankSim column" in output
     assert "name,price" not in output and "foo" not in output
     assert "Traceback" not in output
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs folder: a real file system that fills up (the harness is root, as CI is)."""
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, f"cannot mount a tmpfs for the full-disk test: {done.stderr}"
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_exit_1_and_keeps_the_earlier_output(mixed_file, small_disk, tmp_path, spark_submit):
+    """The output's file system fills up part-way: one line naming the output and the device error, exit 1,
+    no stack trace, the earlier prepared data and quarantine byte for byte, no staging folder left."""
+    from fraudlab.data import generator
+
+    args = ["--output", str(small_disk / "tx"), "--quarantine", str(small_disk / "q")]
+    first = spark_submit("prepare_data.py", "--input", str(mixed_file), *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {p.relative_to(small_disk): p.read_bytes() for p in small_disk.rglob("*") if p.is_file()}
+    bigger = tmp_path / "bigger.csv"
+    generator.write_sample(bigger, rows=60_000, seed=5)
+
+    done = spark_submit("prepare_data.py", "--input", str(bigger), *args)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    errors = [line for line in output.splitlines() if "ERROR prepare_data:" in line]
+    assert len(errors) == 1, output[-3000:]
+    assert "writing the output failed: java.io.IOException: No space left on device" in errors[0], errors
+    assert f"the earlier {small_disk / 'q'} and {small_disk / 'tx'} kept as before" in errors[0], errors
+    assert "Traceback" not in output and "Py4JJavaError" not in output
+    after = {p.relative_to(small_disk): p.read_bytes() for p in small_disk.rglob("*") if p.is_file()}
+    assert after == before

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import math
 import re
 import sys
@@ -23,6 +24,18 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
         raise SystemExit(2)
+
+
+def run(main: Callable[[], int], log: logging.Logger) -> int:
+    """Run an app's ``main``; an output it could not publish (:class:`fraudlab.io.PublishError`: a full
+    disk, a file system gone) ends it with that one sentence on ``log`` and exit 1, not a stack trace."""
+    from fraudlab.io import PublishError
+
+    try:
+        return main()
+    except PublishError as err:
+        log.error("%s", err)
+        return 1
 
 
 def parser(doc: str | None, prog: str | None = None) -> OneLineParser:

@@ -14,6 +14,8 @@ dead-letter topics and a fresh checkpoint, and then counts what arrived:
 * after SIGKILLs at the two points where a crash can double an alert (the
   classifier's own failpoints) and restarts from the same checkpoint: still
   exactly 600 rows, none twice, history not double counted, each alert once;
+* with its checkpoint damaged, then deleted: each start refused in one line, nothing
+  sent twice; ``--new-checkpoint`` starts over on purpose;
 * after Cassandra goes away during the stream: the query fails (it never drops
   rows), and a restart once Cassandra is back leaves nothing missing.
 
@@ -27,10 +29,12 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -41,6 +45,7 @@ from fraudlab.data import generator
 from fraudlab.config import DetectionConfig
 from fraudlab.data.parsing import parse_header, parse_lines
 from fraudlab.schemas import PREPARED_SCHEMA
+from fraudlab.streaming import checkpoint
 from services import runner
 from tests.conftest import spark_submit_command
 
@@ -106,6 +111,19 @@ def read_topic(bootstrap: str, topic: str) -> list:
 def cassandra_rows(keyspace: str, table: str, columns: str) -> list:
     with runner.cassandra_session(30) as session:
         return list(session.execute(f"SELECT {columns} FROM {keyspace}.{table}"))
+
+
+def cassandra_execute(cql: str, params: tuple) -> None:
+    with runner.cassandra_session(30) as session:
+        session.execute(cql, params)
+
+
+def listed_topics() -> set[str]:
+    admin = runner.kafka_admin()
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -344,6 +362,97 @@ def test_killed_where_duplicates_are_born_the_classifier_still_delivers_each_row
     assert_alerts_match(sink, scores)
     assert re.search(r"batch 2: \d+ rows", output), output[-3000:]  # the cut-off batch ran again ...
     assert "batch 2: its " in output and "were delivered before the restart: not sent again" in output  # ... once
+
+
+def refused_start(replayed, sink, model_dir, jars) -> str:
+    """Start the classifier on a checkpoint it must refuse: exit 2 and one ERROR line, which is returned."""
+    done = sink["submit"]("classify_stream.py", *classifier_args(replayed, sink, model_dir, "--available-now"),
+                          extra_submit_args=_jars_args(jars), timeout=APP_TIMEOUT)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output[-3000:]
+    assert "Traceback" not in output and "Py4JJavaError" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if "ERROR classify_stream:" in line]
+    assert len(errors) == 1, output[-3000:]
+    return errors[0]
+
+
+def test_a_damaged_or_lost_checkpoint_is_refused_in_one_line_and_nothing_is_sent_twice(
+        replayed, sink, model_dir, spark_kafka_jars):
+    """After a run to the end, the checkpoint Spark wrote is damaged (its latest offsets file torn), then
+    deleted: each start is refused in one line, exit 2, and sends nothing (a silent start from the
+    earliest offset would send every alert again). ``--new-checkpoint`` then starts over on purpose,
+    with the documented outcome: the same rows in Cassandra, each alert a second time."""
+    classify_available_now(replayed, sink, model_dir, spark_kafka_jars)
+    scores = assert_every_transaction_once(replayed, sink["keyspace"])
+    alerts = [r.key for r in read_topic(sink["bootstrap"], sink["alerts"])]
+    ck = sink["checkpoint"]
+    assert checkpoint.inspect(str(ck)).query_id is not None  # the guard reads what this Spark wrote
+    latest = ck / "offsets" / str(max(batch_files(ck, "offsets")))
+    latest.write_bytes(b"\x00torn")
+
+    error = refused_start(replayed, sink, model_dir, spark_kafka_jars)
+    assert f"checkpoint {ck} is damaged: {latest} (the latest batch's offsets) does not start" in error, error
+    shutil.rmtree(ck)
+    error = refused_start(replayed, sink, model_dir, spark_kafka_jars)
+    assert f"checkpoint {ck} is empty, but query " in error and f"from topic {replayed['topic']}" in error, error
+    assert [r.key for r in read_topic(sink["bootstrap"], sink["alerts"])] == alerts
+    assert not ck.exists()
+
+    classify_available_now(replayed, sink, model_dir, spark_kafka_jars, "--new-checkpoint")
+    assert assert_every_transaction_once(replayed, sink["keyspace"]) == scores
+    again = Counter(r.key for r in read_topic(sink["bootstrap"], sink["alerts"]))
+    assert again == Counter({key: 2 for key in alerts}), "a new start on purpose sends each alert again"
+
+
+def send_messages(bootstrap: str, topic: str, ids: list[str]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for tid in ids:
+        producer.send(topic, key=tid.encode(), value=json.dumps(_good_message(tid)).encode())
+    producer.flush()
+    producer.close()
+
+
+def test_a_topic_recreated_under_the_classifier_stops_it_in_one_line_and_a_documented_restart_takes_the_new_one(
+        sink, model_dir, spark_kafka_jars):
+    """The transactions topic is deleted and created again while the classifier runs: its offsets went
+    backwards, so the query stops (exit 1, one line saying so) instead of skipping or re-reading
+    messages. The documented restart (``dags/fraud_streaming.md``: the folder and its stamp deleted)
+    classifies the new topic's messages, each once, beside the old topic's rows."""
+    topic = {"topic": f"stream_e2e_recreated_{uuid.uuid4().hex[:8]}"}
+    old_ids, new_ids = [f"old-{i}" for i in range(30)], [f"new-{i}" for i in range(5)]
+    runner.create_topics({topic["topic"]: 1})
+    try:
+        send_messages(sink["bootstrap"], topic["topic"], old_ids)
+        proc, log = start_classifier(topic, sink, model_dir, spark_kafka_jars, "recreated.log")
+        try:
+            wait_for(lambda: len(scored_ids(sink["keyspace"])) == len(old_ids), 600, "the old topic's rows",
+                     proc, log)
+            runner.delete_topics([topic["topic"]])
+            wait_for(lambda: topic["topic"] not in listed_topics(), 60, "the topic's deletion")
+            runner.create_topics({topic["topic"]: 1})
+            send_messages(sink["bootstrap"], topic["topic"], new_ids)
+            try:
+                proc.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the classifier kept running on a recreated topic:\n{_tail(log)}")
+        finally:
+            kill_group(proc)
+        output = log.read_text(errors="replace")
+        assert proc.returncode == 1, output[-3000:]
+        errors = [line for line in output.splitlines() if "ERROR classify_stream:" in line]
+        assert len(errors) == 1 and "failed: " in errors[0] and "data may have been lost" in errors[0], output[-3000:]
+        assert "deleted and created again" in errors[0] and "stream_checkpoints" in errors[0]
+        assert "Traceback" not in output and sorted(scored_ids(sink["keyspace"])) == sorted(old_ids)
+
+        shutil.rmtree(sink["checkpoint"])
+        cassandra_execute(f"DELETE FROM {sink['keyspace']}.stream_checkpoints WHERE checkpoint = %s",
+                          (str(sink["checkpoint"]),))
+        classify_available_now(topic, sink, model_dir, spark_kafka_jars)
+        assert sorted(scored_ids(sink["keyspace"])) == sorted(old_ids + new_ids)
+    finally:
+        runner.delete_topics([topic["topic"]])
 
 
 def test_classifier_fails_without_cassandra_and_a_restart_loses_nothing(

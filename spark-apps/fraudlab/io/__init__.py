@@ -6,6 +6,7 @@
 """
 
 from fraudlab.io.files import (
+    PublishError,
     exists,
     overlap,
     publishing,
@@ -19,5 +20,5 @@ from fraudlab.io.files import (
     write_text,
 )
 
-__all__ = ["exists", "overlap", "publishing", "read_header", "read_json", "read_lines", "read_text",
+__all__ = ["PublishError", "exists", "overlap", "publishing", "read_header", "read_json", "read_lines", "read_text",
            "skip_checksums", "write_bytes", "write_json", "write_text"]

@@ -15,6 +15,52 @@ from typing import Any, Iterator
 from pyspark.sql import SparkSession
 
 
+class PublishError(OSError):
+    """A folder could not be published (a full disk, a file system gone): its earlier version is kept.
+
+    ``kept`` lists the folders whose publishing the failure ended (nested :func:`publishing` blocks
+    each add theirs). Its text is one sentence for the log; :func:`fraudlab.cli.run` ends the app
+    with it and exit 1.
+    """
+
+    def __init__(self, problem: str, kept: list[str] | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.kept = list(kept or [])
+
+    def __str__(self) -> str:
+        if not self.kept:
+            return self.problem
+        return f"{self.problem}; nothing was published: the earlier {' and '.join(self.kept)} kept as before"
+
+
+#: Java exceptions of storage: the file system refused a write (``No space left on device``, ...).
+_STORAGE_ERRORS = ("java.io.IOException", "org.apache.hadoop.fs.FSError")
+
+
+def storage_error(err: BaseException) -> str | None:
+    """The deepest storage error under ``err`` as ``class: message``; None when it is not a storage failure.
+
+    ``err`` is a Python ``OSError`` or a Py4J error whose Java cause chain holds an ``IOException``
+    (or Hadoop's ``FSError``): the root cause is the most specific (``java.io.IOException: No space
+    left on device``). Any other error (a bad value, an app's own) is None: it is not the storage's.
+    """
+    java = getattr(err, "java_exception", None)
+    if java is None:
+        return f"{type(err).__name__}: {err}" if isinstance(err, OSError) else None
+    found, seen = None, 0
+    while java is not None and seen < 50:
+        names = []
+        cls = java.getClass()
+        while cls is not None:
+            names.append(cls.getName())
+            cls = cls.getSuperclass()
+        if any(name in _STORAGE_ERRORS for name in names):
+            found = str(java.toString()).strip().splitlines()[0]
+        java, seen = java.getCause(), seen + 1
+    return found
+
+
 def _hadoop_path(spark: SparkSession, path: str):
     jvm = spark.sparkContext._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(str(path))
@@ -98,8 +144,14 @@ def publishing(spark: SparkSession, path: str) -> Iterator[str]:
     fs.mkdirs(staging)
     try:
         yield str(staging.toString())
-    except BaseException:
+    except BaseException as err:
         fs.delete(staging, True)
+        if isinstance(err, PublishError):
+            err.kept.append(path)
+            raise
+        cause = storage_error(err) if isinstance(err, Exception) else None
+        if cause is not None:
+            raise PublishError(f"writing the output failed: {cause}", [path]) from err
         raise
     previous = hadoop_path(parent, f".{name}.previous-{run_id}")
     lock = hadoop_path(parent, f".{name}.lock")
@@ -107,11 +159,11 @@ def publishing(spark: SparkSession, path: str) -> Iterator[str]:
     try:
         had_previous = bool(fs.exists(final))
         if had_previous and not fs.rename(final, previous):
-            raise OSError(f"cannot move {path} aside to publish its new version")
+            raise PublishError(f"cannot move {path} aside to publish its new version")
         if not fs.rename(staging, final):
             if had_previous:
                 fs.rename(previous, final)
-            raise OSError(f"cannot publish {path}: renaming {staging.toString()} failed")
+            raise PublishError(f"cannot publish {path}: renaming {staging.toString()} failed")
     except BaseException:
         fs.delete(staging, True)
         raise
@@ -132,7 +184,7 @@ def _acquire(fs, lock, path: str, wait_seconds: float = 2 * STALE_LOCK_SECONDS) 
         if age_ms > STALE_LOCK_SECONDS * 1000:
             fs.delete(lock, False)
         elif time.monotonic() > deadline:
-            raise OSError(f"cannot publish {path}: {lock.toString()} is held by another run")
+            raise PublishError(f"cannot publish {path}: {lock.toString()} is held by another run")
         else:
             time.sleep(0.1)
 

@@ -36,17 +36,21 @@ def connector_available(spark) -> bool:
 READ_TIMEOUT_S = 300
 
 
+def quiet_client_logs() -> None:
+    """kafka-python logs every connection at INFO: keep only its warnings."""
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
 def consumer(bootstrap_servers: str, **options: Any):
     """A ``KafkaConsumer`` with no group and no auto-commit, reading committed records only; ``options`` go
     to it as they are.
 
     ``read_committed``: the classifier writes alerts and dead letters in transactions
-    (:mod:`fraudlab.streaming.delivery`), and an aborted one's records are not alerts. kafka-python
-    logs every connection at INFO: only its warnings are kept.
+    (:mod:`fraudlab.streaming.delivery`), and an aborted one's records are not alerts.
     """
     from kafka import KafkaConsumer
 
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    quiet_client_logs()
     options = {"isolation_level": "read_committed", **options}
     return KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, **options)
 

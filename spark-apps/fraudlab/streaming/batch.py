@@ -118,20 +118,26 @@ def source_ends(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, int], int]:
 
 
 def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshold: float, version: str,
-                 settings: sink.CassandraSettings, handle: QueryHandle,
-                 batch_figures: dict[int, dict]) -> Callable[[DataFrame, int], None]:
+                 settings: sink.CassandraSettings, handle: QueryHandle, batch_figures: dict[int, dict],
+                 kafka_out: list[delivery.TransactionalOutput],
+                 on_first_batch: Callable[[str], None] | None = None) -> Callable[[DataFrame, int], None]:
     """The ``foreachBatch`` function: judge, score, write Cassandra, then alerts and dead letters to Kafka.
 
     Each batch's figures land in ``batch_figures[batch_id]`` for :class:`fraudlab.streaming.progress.ProgressLog`.
     The Kafka output (:class:`~fraudlab.streaming.delivery.TransactionalOutput`) is opened by the first
-    batch, named after the query (``handle``).
+    batch, named after the query (``handle``), and put in ``kafka_out`` for the caller to close.
+    ``on_first_batch(query_id)`` runs before the first batch of this start does anything else (the
+    classifier stamps its checkpoint folder with it: :mod:`fraudlab.streaming.checkpoint`).
     """
     detection = config.DetectionConfig()
     window_steps = detection.duplicate_window_steps
-    kafka_out: list[delivery.TransactionalOutput] = []
+    first = [True]
 
     def write_batch(batch_df: DataFrame, batch_id: int) -> None:
         started_ms = int(time.time() * 1000)
+        if first[0] and on_first_batch is not None:
+            on_first_batch(handle.query_id())
+        first[0] = False
         stages = StageClock()
         spark = batch_df.sparkSession
         validated = codec.validate_messages(batch_df, outputs.start_date)

@@ -29,6 +29,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fraudlab.io import kafka
+
 log = logging.getLogger("classify_stream")
 
 #: ``<point>:<batch id>``: the classifier kills itself (its JVM and its Python driver, SIGKILL) when
@@ -40,8 +42,18 @@ FAILPOINTS = ("after_cassandra", "after_kafka")
 
 
 def failpoint(point: str, batch_id: int) -> None:
-    """SIGKILL this classifier when :data:`FAILPOINT_ENV` names ``point`` at ``batch_id``; else nothing."""
-    if os.environ.get(FAILPOINT_ENV) != f"{point}:{batch_id}":
+    """SIGKILL this classifier when :data:`FAILPOINT_ENV` names ``point`` at ``batch_id``; else nothing.
+
+    A value of :data:`FAILPOINT_ENV` that names no point of :data:`FAILPOINTS` is an error (a test
+    that means to kill the classifier must not pass because a typo never fires).
+    """
+    wanted = os.environ.get(FAILPOINT_ENV)
+    if not wanted:
+        return
+    name, _, at = wanted.partition(":")
+    if name not in FAILPOINTS or not at.isdigit():
+        raise ValueError(f"{FAILPOINT_ENV}={wanted!r} is not <point>:<batch id> with a point of {FAILPOINTS}")
+    if wanted != f"{point}:{batch_id}":
         return
     log.warning("failpoint %s:%d: killing the classifier (SIGKILL)", point, batch_id)
     time.sleep(0.5)  # spark-submit passes the driver's output on from a thread of its JVM: let the line through
@@ -100,7 +112,7 @@ class TransactionalOutput:
     def __init__(self, bootstrap_servers: str, query_id: str, **producer_options: Any) -> None:
         from kafka import KafkaProducer
 
-        logging.getLogger("kafka").setLevel(logging.WARNING)
+        kafka.quiet_client_logs()
         self.name = ledger_name(query_id)
         self.producer = KafkaProducer(bootstrap_servers=bootstrap_servers, transactional_id=self.name,
                                       acks="all", linger_ms=5, **producer_options)
@@ -147,4 +159,8 @@ class TransactionalOutput:
             log.warning("could not abort the Kafka transaction: %s", err)
 
     def close(self) -> None:
-        self.producer.close(timeout=10)
+        """Flush and close the producer (an open transaction was committed or aborted by :meth:`deliver`)."""
+        try:
+            self.producer.close(timeout=10)
+        except Exception as err:  # noqa: BLE001 - closing at exit: the next run's init_transactions fences it
+            log.warning("could not close the Kafka producer: %s", err)

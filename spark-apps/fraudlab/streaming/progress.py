@@ -30,6 +30,8 @@ class ProgressLog(StreamingQueryListener):
         self.batch_figures = batch_figures
         self.progress_file = Path(progress_file) if progress_file else None
         self.terminated = threading.Event()
+        #: Set with :attr:`terminated` when the query ended on an error (which this listener logged).
+        self.failed = False
 
     def onQueryStarted(self, event) -> None:
         log.info("query %s started (id %s, run %s)", event.name, event.id, event.runId)
@@ -65,10 +67,26 @@ class ProgressLog(StreamingQueryListener):
 
     def onQueryTerminated(self, event) -> None:
         if event.exception:
-            log.error("query %s failed: %s", event.id, event.exception.splitlines()[0])
+            self.failed = True
+            log.error("query %s failed: %s", event.id, explain(event.exception.splitlines()[0]))
         else:
             log.info("query %s stopped", event.id)
         self.terminated.set()
+
+
+#: What a failure of the query means, for the errors whose own words do not say it.
+HINTS = {
+    "Some data may have been lost because they are not available in Kafka any more":
+        "the checkpoint's offsets are gone from the topic: it was deleted and created again, or its retention "
+        "removed messages not yet classified. If it was recreated, start over: delete the checkpoint folder "
+        "and its row in the keyspace's stream_checkpoints table (dags/fraud_streaming.md)",
+}
+
+
+def explain(message: str) -> str:
+    """``message`` with the lab's hint appended when :data:`HINTS` knows the error."""
+    hints = [hint for words, hint in HINTS.items() if words in message]
+    return " ".join([message, *(f"[{hint}]" for hint in hints)])
 
 
 def _pairs(durations: dict[str, int]) -> str:
@@ -93,8 +111,9 @@ def await_query(query, listener: ProgressLog) -> int:
             query.awaitTermination(1)
         query.awaitTermination()
     except Exception as err:  # noqa: BLE001  (StreamingQueryException and friends: the query failed)
-        log.error("query failed: %s", first_line(err))
         listener.terminated.wait(10)
+        if not listener.failed:  # the listener said why, with the query's id: one line is enough
+            log.error("query failed: %s", explain(first_line(err)))
         return 1
     listener.terminated.wait(10)  # let the listener log the last batch before the session stops
     return 0

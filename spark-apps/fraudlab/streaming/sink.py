@@ -29,6 +29,7 @@ step bounds), and the few rows that come back become a small local DataFrame
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -334,6 +335,28 @@ def fetch_history(requests: Sequence[Any], settings: CassandraSettings) -> list[
         out.extend((row.customer, row.step, row.transaction_id, row.merchant, row.amount, 1, row.amount)
                    for row in result)
     return out
+
+
+# --------------------------------------------------------------------------- the checkpoint's stamp
+
+#: Columns of ``stream_checkpoints`` (:mod:`fraudlab.streaming.checkpoint`).
+CHECKPOINT_STAMP_COLUMNS = ("checkpoint", "query_id", "topic", "started_at")
+
+
+def stamp_checkpoint(settings: CassandraSettings, checkpoint: str, query_id: str, topic: str) -> None:
+    """Record that the folder ``checkpoint`` holds query ``query_id``'s progress over ``topic`` (an upsert)."""
+    run_statements(settings, insert_cql(settings, schemas.CHECKPOINTS_TABLE, CHECKPOINT_STAMP_COLUMNS),
+                   [(checkpoint, query_id, topic, dt.datetime.now(dt.timezone.utc))],
+                   f"stamp checkpoint {checkpoint} in {settings.keyspace}")
+
+
+def checkpoint_stamp(settings: CassandraSettings, checkpoint: str) -> dict[str, Any] | None:
+    """The keyspace's record of the folder ``checkpoint`` (:func:`stamp_checkpoint`), None when it has none."""
+    cql = (f"SELECT {', '.join(CHECKPOINT_STAMP_COLUMNS)} FROM {settings.table(schemas.CHECKPOINTS_TABLE)} "
+           "WHERE checkpoint = ?")
+    results, _ = run_statements(settings, cql, [(checkpoint,)], f"read the stamp of checkpoint {checkpoint}")
+    rows = list(results[0])
+    return dict(zip(CHECKPOINT_STAMP_COLUMNS, rows[0])) if rows else None
 
 
 # --------------------------------------------------------------------------- reads
