@@ -3,7 +3,6 @@
 The folders are written in the layout Spark's own checkpoint has (``metadata``, ``offsets/<batch>``,
 ``commits/<batch>``, each log file a ``v1`` line and JSON lines); the end-to-end test of a real
 checkpoint lost or damaged under the classifier is in ``tests/streaming/test_streaming_e2e.py``.
-Also here: the failpoint refuses a value that names no point.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import json
 
 import pytest
 
-from fraudlab.streaming import checkpoint, delivery
+from fraudlab.streaming import checkpoint
 
 QUERY_ID = "0b5a4f8e-5f7e-4a53-9d0e-3a9d1c0c2f11"
 STAMP = {"checkpoint": "x", "query_id": QUERY_ID, "topic": "transactions",
@@ -112,18 +111,3 @@ def test_new_checkpoint_is_refused_on_a_folder_that_would_resume(tmp_path):
     assert checkpoint.refusal(state, False, "fraudlab", lambda key: STAMP) is None  # resumes
     refused = checkpoint.refusal(state, True, "fraudlab", lambda key: STAMP)
     assert refused.startswith("--new-checkpoint: checkpoint") and QUERY_ID in refused
-
-
-@pytest.mark.parametrize("value", ["after_cassandra", "after_casandra:1", "after_kafka:x", "1:after_kafka"])
-def test_a_failpoint_that_names_no_point_is_an_error_not_a_silent_no_op(monkeypatch, value):
-    monkeypatch.setenv(delivery.FAILPOINT_ENV, value)
-    with pytest.raises(ValueError, match="is not <point>:<batch id>"):
-        delivery.failpoint("after_kafka", 1)
-
-
-def test_a_failpoint_for_another_point_or_batch_does_nothing(monkeypatch):
-    monkeypatch.setenv(delivery.FAILPOINT_ENV, "after_kafka:2")
-    delivery.failpoint("after_kafka", 1)
-    delivery.failpoint("after_cassandra", 2)
-    monkeypatch.delenv(delivery.FAILPOINT_ENV)
-    delivery.failpoint("after_kafka", 2)

@@ -14,6 +14,8 @@ from typing import Any, Iterator
 
 from pyspark.sql import SparkSession
 
+from fraudlab import failpoints
+
 
 class PublishError(OSError):
     """A folder could not be published (a full disk, a file system gone): its earlier version is kept.
@@ -153,6 +155,7 @@ def publishing(spark: SparkSession, path: str) -> Iterator[str]:
         if cause is not None:
             raise PublishError(f"writing the output failed: {cause}", [path]) from err
         raise
+    failpoints.failpoint("before_swap", name)
     previous = hadoop_path(parent, f".{name}.previous-{run_id}")
     lock = hadoop_path(parent, f".{name}.lock")
     _acquire(fs, lock, path)

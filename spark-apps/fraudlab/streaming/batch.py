@@ -40,7 +40,7 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from fraudlab import config, schemas
+from fraudlab import config, failpoints, schemas
 from fraudlab.streaming import alerts, codec, delivery, history, progress, sink
 
 #: Micro-batches are small: few shuffle partitions, and no adaptive re-planning between the
@@ -158,7 +158,7 @@ def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshol
 
         written = sink.write_rows(rows, settings)
         stages.lap("cassandra_write_ms")
-        delivery.failpoint("after_cassandra", batch_id)
+        failpoints.failpoint("after_cassandra", batch_id)
 
         rejected = judged.filter(pc.invert(is_valid))
         dead_letters = []
@@ -173,7 +173,7 @@ def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshol
         sent = kafka_out[0].deliver(batch_id, messages, source_ends(judged.select(
             ["kafka_topic", "kafka_partition", "kafka_offset"]).to_pylist()))
         stages.lap("kafka_out_ms")
-        delivery.failpoint("after_kafka", batch_id)
+        failpoints.failpoint("after_kafka", batch_id)
         batch_figures[batch_id] = {
             "rows_written": written.rows,
             "alerts": written.alerts,

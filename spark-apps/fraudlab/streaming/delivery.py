@@ -16,15 +16,13 @@ So a consumer reading the alerts topic with ``isolation.level=read_committed`` s
 dead letter once, wherever the classifier was killed. A consumer reading uncommitted records can
 also see those of an aborted transaction.
 
-:func:`failpoint` is the tests' way to kill the classifier at an exact point of a batch.
+:func:`fraudlab.failpoints.failpoint` is the tests' way to kill the classifier at an exact point of a batch.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,40 +30,6 @@ from typing import Any
 from fraudlab.io import kafka
 
 log = logging.getLogger("classify_stream")
-
-#: ``<point>:<batch id>``: the classifier kills itself (its JVM and its Python driver, SIGKILL) when
-#: batch ``<batch id>`` reaches ``<point>`` (:data:`FAILPOINTS`). For the tests of what a crash leaves.
-FAILPOINT_ENV = "FRAUDLAB_FAILPOINT"
-#: Where a batch can be killed: after its Cassandra write (before any Kafka message), and after its
-#: Kafka transaction committed (before Spark commits the batch).
-FAILPOINTS = ("after_cassandra", "after_kafka")
-
-
-def failpoint(point: str, batch_id: int) -> None:
-    """SIGKILL this classifier when :data:`FAILPOINT_ENV` names ``point`` at ``batch_id``; else nothing.
-
-    A value of :data:`FAILPOINT_ENV` that names no point of :data:`FAILPOINTS` is an error (a test
-    that means to kill the classifier must not pass because a typo never fires).
-    """
-    wanted = os.environ.get(FAILPOINT_ENV)
-    if not wanted:
-        return
-    name, _, at = wanted.partition(":")
-    if name not in FAILPOINTS or not at.isdigit():
-        raise ValueError(f"{FAILPOINT_ENV}={wanted!r} is not <point>:<batch id> with a point of {FAILPOINTS}")
-    if wanted != f"{point}:{batch_id}":
-        return
-    log.warning("failpoint %s:%d: killing the classifier (SIGKILL)", point, batch_id)
-    time.sleep(0.5)  # spark-submit passes the driver's output on from a thread of its JVM: let the line through
-    parent = os.getppid()
-    try:  # spark-submit's JVM runs this driver: it dies first, so it commits nothing more
-        with open(f"/proc/{parent}/comm") as comm:
-            if comm.read().strip() == "java":
-                os.kill(parent, signal.SIGKILL)
-    except OSError:
-        pass
-    os.kill(os.getpid(), signal.SIGKILL)
-
 
 def ledger_name(query_id: str) -> str:
     """The transactional id and the consumer group of a query's output."""
