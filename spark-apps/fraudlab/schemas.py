@@ -119,6 +119,7 @@ SCORED_TABLE = "scored_transactions"
 ALERTS_TABLE = "alerts_by_day"
 HISTORY_TABLE = "customer_history"
 CHECKPOINTS_TABLE = "stream_checkpoints"
+DIGESTS_TABLE = "transaction_digests"
 SCORED_TABLE_COLUMNS: list[str] = [
     "customer", "event_time", "transaction_id", "step", "age", "gender", "merchant", "category", "amount",
     "fraud", "fraud_probability", "fraud_score", "risk_tier", "reasons", "model_version", "scored_at",

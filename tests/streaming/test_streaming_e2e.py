@@ -8,7 +8,8 @@ its own keyspace (the lab's schema, created per test), its own alerts and
 dead-letter topics and a fresh checkpoint, and then counts what arrived:
 
 * exactly the 600 transactions in ``scored_transactions`` (by the ids sent), with
-  the batch scorer's scores; the alerts topic holding exactly the rows whose
+  the batch scorer's scores, though one of them was sent twice and another sent
+  again with another amount (that one is a dead letter, the first message stands); the alerts topic holding exactly the rows whose
   ``fraud_score`` reaches the threshold; every malformed message in the
   dead-letter topic with its reason and original bytes;
 * after SIGKILLs at the two points where a crash can double an alert (the
@@ -171,20 +172,32 @@ def replayed(spark, spark_submit, kafka_service, spark_kafka_jars, model_dir, tm
         assert done.returncode == 0, done.stderr[-3000:]
         metrics = json.loads((root / "quarantine" / "_metrics.json").read_text())
 
-        producer = KafkaProducer(bootstrap_servers=kafka_service.bootstrap_servers, acks="all")
-        for key, (value, _) in MALFORMED.items():
-            producer.send(topic, key=key, value=value)
-        producer.flush(30)
-        producer.close()
-
         header = csv_file.read_text().splitlines()[0]
         prepared, _ = parse_lines(io.read_lines(spark, str(csv_file)), parse_header(header))
         from pyspark.ml import PipelineModel
 
         scored = scoring.score_claims(PipelineModel.load(str(model_dir)), prepared, DetectionConfig(),
                                       MODEL_THRESHOLD).select("transaction_id", "fraud_score").collect()
-        yield {"topic": topic, "csv": csv_file, "metrics": metrics,
-               "batch_scores": {r["transaction_id"]: r["fraud_score"] for r in scored}}
+        batch_scores = {r["transaction_id"]: r["fraud_score"] for r in scored}
+
+        producer = KafkaProducer(bootstrap_servers=kafka_service.bootstrap_servers, acks="all")
+        for key, (value, _) in MALFORMED.items():
+            producer.send(topic, key=key, value=value)
+        # Two replayed transactions again: one as it was (the same transaction: one row; the least suspect, so
+        # a copy scored in a later batch sends no second alert), one with another amount under its id
+        # (a dead letter; the first message stands).
+        sent = [r for r in read_topic(kafka_service.bootstrap_servers, topic) if r.key.decode() in batch_scores]
+        repeat = min(sent, key=lambda r: batch_scores[r.key.decode()])
+        clash = next(r for r in sent if r.key != repeat.key)
+        producer.send(topic, key=repeat.key, value=repeat.value)
+        changed = json.loads(clash.value)
+        changed["amount"] += 1.0
+        producer.send(topic, key=clash.key, value=json.dumps(changed).encode())
+        producer.flush(30)
+        producer.close()
+
+        yield {"topic": topic, "csv": csv_file, "metrics": metrics, "repeat": repeat.key, "clash": clash.key,
+               "batch_scores": batch_scores}
     finally:
         runner.delete_topics([topic])
 
@@ -293,7 +306,7 @@ def test_replay_sends_valid_rows_and_quarantines_bad_ones(replayed, kafka_servic
     records = read_topic(kafka_service.bootstrap_servers, replayed["topic"])
     sent = {r.key.decode() for r in records if not r.key.startswith(b"bad-")}
     assert sent == set(replayed["batch_scores"])
-    assert len(records) == ROWS + len(MALFORMED)
+    assert len(records) == ROWS + len(MALFORMED) + 2  # the repeated and the clashing transaction
 
 
 def test_a_replay_kafka_refuses_exits_1_and_keeps_the_earlier_quarantine(replayed, kafka_service, spark_submit,
@@ -328,8 +341,13 @@ def test_stream_scores_every_row_once_sends_alerts_and_dead_letters(replayed, si
     assert not mismatched, f"{len(mismatched)} stream scores differ from batch scoring"
     assert_alerts_match(sink, scores)
 
-    dead = {r.key: json.loads(r.value) for r in read_topic(sink["bootstrap"], sink["dead"])}
-    assert set(dead) == set(MALFORMED)
+    dead_records = read_topic(sink["bootstrap"], sink["dead"])
+    dead = {r.key: json.loads(r.value) for r in dead_records}
+    assert len(dead_records) == len(dead) and set(dead) == {*MALFORMED, replayed["clash"]}
+    clash = replayed["clash"].decode()
+    assert dead[replayed["clash"]]["reason"].startswith(f"transaction_id {clash} was received before, at "
+                                                        f"{replayed['topic']}/")
+    assert dead[replayed["clash"]]["reason"].endswith("with other content: the first message stands")
     for key, (value, reason) in MALFORMED.items():
         assert reason in dead[key]["reason"]
         assert base64.b64decode(dead[key]["value_base64"]) == value

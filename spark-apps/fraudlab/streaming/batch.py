@@ -8,7 +8,9 @@ the batch's rows between them (a micro-batch is thousands of rows, not millions)
 
 1. job one reads the batch from Kafka and judges every message by the preparation rules
    (:mod:`~fraudlab.streaming.codec`), collected as Arrow;
-2. on the driver, the batch's customers' stored history is read from Cassandra
+2. on the driver, a message whose transaction id was used before is sorted out
+   (:mod:`~fraudlab.streaming.duplicates`: the same content is one row, other content a dead
+   letter), and the batch's customers' stored history is read from Cassandra
    (:mod:`~fraudlab.streaming.sink`, ``customer_history``);
 3. job two computes the customer-history features over stored + batch rows with the batch
    features' own code (:mod:`~fraudlab.streaming.history`) and scores them with the batch scorer's
@@ -35,17 +37,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from fraudlab import config, failpoints, schemas
-from fraudlab.streaming import alerts, codec, delivery, history, progress, sink
+from fraudlab.streaming import alerts, codec, delivery, duplicates, history, progress, sink
 
 #: Micro-batches are small: few shuffle partitions, and no adaptive re-planning between the
 #: stages of every batch (it costs more than it saves here).
 DEFAULT_SHUFFLE_PARTITIONS = 2
+#: A message's place in the topic (every message of one key is in one partition, in order).
+KAFKA_POSITION = ["kafka_topic", "kafka_partition", "kafka_offset"]
 STREAM_CONF = {"spark.sql.shuffle.partitions": str(DEFAULT_SHUFFLE_PARTITIONS), "spark.sql.adaptive.enabled": "false"}
 
 
@@ -146,7 +151,19 @@ def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshol
         if judged.num_rows == 0:
             return
         is_valid = pc.is_null(judged["reason"])
-        valid = judged.filter(is_valid).select(schemas.PARSED_COLUMNS)
+        accepted, rejected = judged.filter(is_valid), judged.filter(pc.invert(is_valid))
+        # A transaction id used before: the same content is one row, other content a dead letter.
+        verdict = duplicates.sort_out(
+            accepted.select(["transaction_id", *duplicates.CONTENT_COLUMNS, *KAFKA_POSITION]).to_pylist(),
+            sink.read_digests(accepted["transaction_id"].to_pylist(), settings))
+        if verdict.conflicts:
+            clashes = accepted.take(list(verdict.conflicts))
+            where = clashes.schema.get_field_index("reason")
+            clashes = clashes.set_column(where, clashes.schema.field(where),
+                                         pa.array(list(verdict.conflicts.values()), pa.string()))
+            rejected = pa.concat_tables([rejected, clashes])
+        valid = accepted.take(verdict.keep).select(schemas.PARSED_COLUMNS)
+        stages.lap("duplicates_ms")
         parsed = spark.createDataFrame(valid, schema=validated.select(*schemas.PARSED_COLUMNS).schema)
         stored = sink.read_history(spark, history.history_requests(valid.select(["customer", "step"]).to_pylist(),
                                                                    window_steps), settings)
@@ -156,11 +173,10 @@ def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshol
         rows = alerts.cassandra_rows(scored, outputs.alert_threshold, started_ms).toArrow().to_pylist()  # job two
         stages.lap("score_ms")
 
-        written = sink.write_rows(rows, settings)
+        written = sink.write_rows(rows, settings, verdict.digests)
         stages.lap("cassandra_write_ms")
         failpoints.failpoint("after_cassandra", batch_id)
 
-        rejected = judged.filter(pc.invert(is_valid))
         dead_letters = []
         if rejected.num_rows:  # rare: a small job of its own
             rejected_df = spark.createDataFrame(rejected, schema=validated.schema)
@@ -170,14 +186,15 @@ def batch_writer(outputs: StreamOutputs, pipeline_model: PipelineModel, threshol
                     + [(outputs.dead_letter_topic, row["key"], row["value"].encode()) for row in dead_letters])
         if not kafka_out:
             kafka_out.append(delivery.TransactionalOutput(outputs.bootstrap_servers, handle.query_id()))
-        sent = kafka_out[0].deliver(batch_id, messages, source_ends(judged.select(
-            ["kafka_topic", "kafka_partition", "kafka_offset"]).to_pylist()))
+        sent = kafka_out[0].deliver(batch_id, messages, source_ends(judged.select(KAFKA_POSITION).to_pylist()))
         stages.lap("kafka_out_ms")
         failpoints.failpoint("after_kafka", batch_id)
         batch_figures[batch_id] = {
             "rows_written": written.rows,
             "alerts": written.alerts,
             "dead_letters": rejected.num_rows,
+            "duplicate_conflicts": len(verdict.conflicts),
+            "duplicates_merged": len(verdict.repeated),
             "kafka_messages_sent": sent,
             "cassandra_retries": written.retries,
             "batch_function_ms": int(time.time() * 1000) - started_ms,

@@ -281,8 +281,32 @@ def write_groups(rows: Sequence[dict[str, Any]], settings: CassandraSettings) ->
             for i in range(0, len(statements), size)]
 
 
-def write_rows(rows: Sequence[dict[str, Any]], settings: CassandraSettings) -> WriteSummary:
-    """Write rows of :func:`fraudlab.streaming.alerts.cassandra_rows` to the three tables; raise on failure.
+def digest_groups(digests: dict[str, tuple[str, str]], settings: CassandraSettings) -> list[list[tuple[str, tuple]]]:
+    """One request per new transaction id: its content digest and first position (``transaction_digests``)."""
+    cql = insert_cql(settings, schemas.DIGESTS_TABLE, ("transaction_id", "digest", "first_seen"))
+    return [[(cql, (tid, found, first))] for tid, (found, first) in digests.items()]
+
+
+def read_digests(ids: Sequence[str], settings: CassandraSettings) -> dict[str, tuple[str, str]]:
+    """``{transaction_id: (digest, first_seen)}`` of those of ``ids`` the stream has stored.
+
+    Asked :data:`CUSTOMERS_PER_QUERY` ids per ``IN`` query (a handful of requests per batch; on a
+    cluster of many nodes, one point read per id would spread the load better).
+    """
+    unique = sorted(set(ids))
+    if not unique:
+        return {}
+    cql = (f"SELECT transaction_id, digest, first_seen FROM {settings.table(schemas.DIGESTS_TABLE)} "
+           "WHERE transaction_id IN ?")
+    params = [(unique[i:i + CUSTOMERS_PER_QUERY],) for i in range(0, len(unique), CUSTOMERS_PER_QUERY)]
+    results, _ = run_statements(settings, cql, params, f"read the digests of {len(unique)} transaction ids")
+    return {row[0]: (row[1], row[2]) for result in results for row in result}
+
+
+def write_rows(rows: Sequence[dict[str, Any]], settings: CassandraSettings,
+               digests: dict[str, tuple[str, str]] | None = None) -> WriteSummary:
+    """Write rows of :func:`fraudlab.streaming.alerts.cassandra_rows` to the three tables, and the content
+    ``digests`` of their new transaction ids (:mod:`fraudlab.streaming.duplicates`); raise on failure.
 
     Each chunk of ``chunk_rows`` rows is one round of concurrent requests
     (:func:`write_groups`: an unlogged batch per customer for ``customer_history``
@@ -290,8 +314,12 @@ def write_rows(rows: Sequence[dict[str, Any]], settings: CassandraSettings) -> W
     latency is the round's completion time minus the row's Kafka timestamp.
     """
     summary = WriteSummary()
+    pending_digests = dict(digests or {})
     for chunk in _chunks(rows, settings.chunk_rows):
         groups = write_groups(chunk, settings)
+        chunk_ids = {row["transaction_id"] for row in chunk}
+        groups += digest_groups({tid: pending_digests.pop(tid) for tid in chunk_ids if tid in pending_digests},
+                                settings)
         _, retries = run_groups(settings, groups, f"write {len(chunk)} rows ({len(groups)} requests) to "
                                                   f"{settings.keyspace}")
         done_ms = time.time() * 1000.0
@@ -299,6 +327,8 @@ def write_rows(rows: Sequence[dict[str, Any]], settings: CassandraSettings) -> W
             "rows": len(chunk), "alerts": sum(1 for row in chunk if row["is_alert"]), "retries": retries,
             "latencies_ms": [done_ms - row["kafka_timestamp_ms"] for row in chunk
                              if row["kafka_timestamp_ms"] is not None]})
+    if pending_digests:  # ids whose rows were not among ``rows``: stored all the same
+        run_groups(settings, digest_groups(pending_digests, settings), f"write {len(pending_digests)} digests")
     return summary
 
 
