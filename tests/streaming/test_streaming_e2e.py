@@ -9,7 +9,8 @@ dead-letter topics and a fresh checkpoint, and then counts what arrived:
 
 * exactly the 600 transactions in ``scored_transactions`` (by the ids sent), with
   the batch scorer's scores, though one of them was sent twice and another sent
-  again with another amount (that one is a dead letter, the first message stands); the alerts topic holding exactly the rows whose
+  again with another amount (that one is a dead letter, the first message
+  stands); the alerts topic holding exactly the rows whose
   ``fraud_score`` reaches the threshold; every malformed message in the
   dead-letter topic with its reason and original bytes;
 * after SIGKILLs at the two points where a crash can double an alert (the

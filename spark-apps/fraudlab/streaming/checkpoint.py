@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -145,8 +145,8 @@ def damaged_message(location: str, err: CheckpointError) -> str:
 def lost_message(location: str, keyspace: str, stamp: dict[str, Any]) -> str:
     """The refusal of a folder found empty where ``stamp``'s query kept its progress."""
     return (f"checkpoint {location} is empty, but query {stamp['query_id']} kept its progress there and "
-            f"fed keyspace {keyspace} from topic {stamp['topic']} (last started {stamp['started_at']:%Y-%m-%d %H:%M:%S} "
-            f"UTC): the checkpoint was lost; {ADVICE}")
+            f"fed keyspace {keyspace} from topic {stamp['topic']} "
+            f"(last started {stamp['started_at']:%Y-%m-%d %H:%M:%S} UTC): the checkpoint was lost; {ADVICE}")
 
 
 def refusal(state: CheckpointState, new_checkpoint: bool, keyspace: str,

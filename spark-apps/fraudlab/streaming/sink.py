@@ -281,7 +281,8 @@ def write_groups(rows: Sequence[dict[str, Any]], settings: CassandraSettings) ->
             for i in range(0, len(statements), size)]
 
 
-def digest_groups(digests: dict[str, tuple[str, str]], settings: CassandraSettings) -> list[list[tuple[str, tuple]]]:
+def digest_groups(digests: dict[str, tuple[str, str]],
+                  settings: CassandraSettings) -> list[list[tuple[str, tuple]]]:
     """One request per new transaction id: its content digest and first position (``transaction_digests``)."""
     cql = insert_cql(settings, schemas.DIGESTS_TABLE, ("transaction_id", "digest", "first_seen"))
     return [[(cql, (tid, found, first))] for tid, (found, first) in digests.items()]
@@ -314,12 +315,12 @@ def write_rows(rows: Sequence[dict[str, Any]], settings: CassandraSettings,
     latency is the round's completion time minus the row's Kafka timestamp.
     """
     summary = WriteSummary()
-    pending_digests = dict(digests or {})
+    digests = digests or {}
     for chunk in _chunks(rows, settings.chunk_rows):
-        groups = write_groups(chunk, settings)
-        chunk_ids = {row["transaction_id"] for row in chunk}
-        groups += digest_groups({tid: pending_digests.pop(tid) for tid in chunk_ids if tid in pending_digests},
-                                settings)
+        # Each kept message is one row, so a new id's digest goes out in the round of its row.
+        groups = write_groups(chunk, settings) + digest_groups(
+            {row["transaction_id"]: digests[row["transaction_id"]] for row in chunk
+             if row["transaction_id"] in digests}, settings)
         _, retries = run_groups(settings, groups, f"write {len(chunk)} rows ({len(groups)} requests) to "
                                                   f"{settings.keyspace}")
         done_ms = time.time() * 1000.0
@@ -327,8 +328,6 @@ def write_rows(rows: Sequence[dict[str, Any]], settings: CassandraSettings,
             "rows": len(chunk), "alerts": sum(1 for row in chunk if row["is_alert"]), "retries": retries,
             "latencies_ms": [done_ms - row["kafka_timestamp_ms"] for row in chunk
                              if row["kafka_timestamp_ms"] is not None]})
-    if pending_digests:  # ids whose rows were not among ``rows``: stored all the same
-        run_groups(settings, digest_groups(pending_digests, settings), f"write {len(pending_digests)} digests")
     return summary
 
 
